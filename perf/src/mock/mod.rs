@@ -1,0 +1,174 @@
+//! `sluice-mock`: a fast, scriptable OpenAI-compatible upstream.
+//!
+//! Written from OpenAI's public API reference. Per-request headers
+//! (`x-mock-*`, see [`controls`]) set latency, output length, echo and faults.
+
+mod conn;
+pub mod controls;
+mod openai;
+mod text;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+/// Default behaviour; every value can be overridden per request by a header.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MockOptions {
+    /// Delay before the response head (non-stream: before the whole response).
+    #[arg(long = "ttft-ms", default_value_t = 0)]
+    pub ttft_ms: u64,
+    /// Delay between streamed tokens.
+    #[arg(long = "itl-ms", default_value_t = 0)]
+    pub itl_ms: u64,
+    /// Completion tokens generated per response (capped by `max_tokens`).
+    #[arg(long, default_value_t = 16)]
+    pub tokens: usize,
+    /// Answer with the last user message instead of generated text.
+    #[arg(long)]
+    pub echo: bool,
+    /// Require `Authorization: Bearer <KEY>` (or `api-key`) on every request.
+    #[arg(long = "api-key")]
+    pub api_key: Option<String>,
+    /// Model ids listed by `GET /v1/models`.
+    #[arg(long = "model", default_values_t = vec!["demo".to_string()])]
+    pub models: Vec<String>,
+    /// Embedding size when the request does not set `dimensions`.
+    #[arg(long = "dimensions", default_value_t = 16)]
+    pub dimensions: usize,
+}
+
+impl Default for MockOptions {
+    fn default() -> Self {
+        MockOptions {
+            ttft_ms: 0,
+            itl_ms: 0,
+            tokens: 16,
+            echo: false,
+            api_key: None,
+            models: vec!["demo".to_string()],
+            dimensions: 16,
+        }
+    }
+}
+
+/// What the mock received: lets tests check exactly what reached the upstream.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: bytes::Bytes,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Shared state of one mock server.
+#[derive(Debug, Default)]
+pub struct MockState {
+    pub options: MockOptions,
+    /// Requests seen, in arrival order (only when recording is on).
+    recorded: Option<Mutex<Vec<Recorded>>>,
+    requests: AtomicU64,
+}
+
+impl MockState {
+    pub fn new(options: MockOptions) -> Self {
+        MockState {
+            options,
+            recorded: None,
+            requests: AtomicU64::new(0),
+        }
+    }
+
+    /// Keeps a copy of every request; for tests only (memory grows).
+    pub fn recording(mut self) -> Self {
+        self.recorded = Some(Mutex::new(Vec::new()));
+        self
+    }
+
+    pub fn request_count(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    pub fn recorded(&self) -> Vec<Recorded> {
+        match &self.recorded {
+            Some(m) => m.lock().map(|v| v.clone()).unwrap_or_default(),
+            None => Vec::new(),
+        }
+    }
+
+    fn next_id(&self) -> u64 {
+        self.requests.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn record(&self, r: Recorded) {
+        if let Some(m) = &self.recorded {
+            if let Ok(mut v) = m.lock() {
+                v.push(r);
+            }
+        }
+    }
+
+    fn is_recording(&self) -> bool {
+        self.recorded.is_some()
+    }
+}
+
+/// Serves connections from `listener` until the future is dropped.
+pub async fn serve(listener: TcpListener, state: Arc<MockState>) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!("mock accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        tokio::spawn(async move {
+            conn::handle(stream, state).await;
+        });
+    }
+}
+
+/// A mock running on its own task; stops when dropped.
+pub struct MockServer {
+    pub addr: SocketAddr,
+    pub state: Arc<MockState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MockServer {
+    /// Binds 127.0.0.1 on an ephemeral port and serves on the current runtime.
+    pub async fn start(state: MockState) -> std::io::Result<MockServer> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(state);
+        let task = tokio::spawn(serve(listener, state.clone()));
+        Ok(MockServer { addr, state, task })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
