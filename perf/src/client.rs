@@ -88,7 +88,9 @@ pub struct Conn {
 
 impl Conn {
     pub async fn connect(addr: SocketAddr) -> Result<Conn, ClientError> {
-        let stream = TcpStream::connect(addr).await.map_err(ClientError::Connect)?;
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(ClientError::Connect)?;
         let _ = stream.set_nodelay(true);
         Ok(Conn {
             stream,
@@ -167,7 +169,9 @@ impl Conn {
         Ok(self.stream.read_buf(&mut self.buf).await?)
     }
 
-    async fn read_head(&mut self) -> Result<(u16, Vec<(String, String)>, BodyKind, bool), ClientError> {
+    async fn read_head(
+        &mut self,
+    ) -> Result<(u16, Vec<(String, String)>, BodyKind, bool), ClientError> {
         loop {
             let mut hdrs = [httparse::EMPTY_HEADER; 64];
             let mut resp = httparse::Response::new(&mut hdrs);
@@ -184,7 +188,12 @@ impl Conn {
                     let headers = resp
                         .headers
                         .iter()
-                        .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+                        .map(|h| {
+                            (
+                                h.name.to_ascii_lowercase(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
                         .collect();
                     let _ = self.buf.split_to(n);
                     if (100..200).contains(&status) {

@@ -51,10 +51,7 @@ impl ChunkedDecoder {
                         return Ok(false);
                     };
                     let line = &buf[..line_end];
-                    let hex_end = line
-                        .iter()
-                        .position(|b| *b == b';')
-                        .unwrap_or(line.len());
+                    let hex_end = line.iter().position(|b| *b == b';').unwrap_or(line.len());
                     let hex = std::str::from_utf8(&line[..hex_end])
                         .map_err(|_| WireError::Malformed("chunk size"))?
                         .trim();

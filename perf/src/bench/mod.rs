@@ -89,7 +89,11 @@ fn target(args: &BenchArgs) -> Result<Target, String> {
         let (k, v) = h.split_once(':').ok_or(format!("bad header '{h}'"))?;
         headers.push((k.trim(), v.trim()));
     }
-    if !body.is_empty() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+    if !body.is_empty()
+        && !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
         headers.push(("content-type", "application/json"));
     }
     let method = if body.is_empty() { "GET" } else { "POST" };
@@ -145,7 +149,11 @@ impl Plan {
     fn take_ticket(&self) -> bool {
         match &self.budget {
             Some(b) => b
-                .fetch_update(std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed, |n| n.checked_sub(1))
+                .fetch_update(
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                    |n| n.checked_sub(1),
+                )
                 .is_ok(),
             None => true,
         }
@@ -186,7 +194,9 @@ async fn worker(target: Arc<Target>, plan: Plan, mut stats: Stats) -> Stats {
                 }
                 let _ = stats.latency.record(micros(done - intended));
                 if let Some(fb) = first_byte {
-                    let _ = stats.ttfb.record(micros(fb.saturating_duration_since(intended)));
+                    let _ = stats
+                        .ttfb
+                        .record(micros(fb.saturating_duration_since(intended)));
                 }
             }
             Err(e) => {
@@ -198,7 +208,10 @@ async fn worker(target: Arc<Target>, plan: Plan, mut stats: Stats) -> Stats {
     stats
 }
 
-async fn send_one(target: &Target, conn: &mut Option<Conn>) -> Result<(u16, Option<Instant>), ClientError> {
+async fn send_one(
+    target: &Target,
+    conn: &mut Option<Conn>,
+) -> Result<(u16, Option<Instant>), ClientError> {
     if conn.is_none() {
         *conn = Some(Conn::connect(target.addr).await?);
     }
@@ -236,13 +249,20 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
     let target = Arc::new(target(args)?);
     let conns = args.connections.max(1);
     let start = Instant::now() + Duration::from_millis(20);
-    let measure_from = start + if args.requests.is_some() { Duration::ZERO } else { args.warmup };
+    let measure_from = start
+        + if args.requests.is_some() {
+            Duration::ZERO
+        } else {
+            args.warmup
+        };
     let end = match args.requests {
         Some(_) => start + Duration::from_secs(3600),
         None => measure_from + args.duration,
     };
     let proto = Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
-    let budget = args.requests.map(|n| Arc::new(std::sync::atomic::AtomicU64::new(n)));
+    let budget = args
+        .requests
+        .map(|n| Arc::new(std::sync::atomic::AtomicU64::new(n)));
     let mut handles = Vec::with_capacity(conns);
     for i in 0..conns {
         let interval = args.rate.filter(|r| *r > 0.0).map(|rate| {
@@ -256,7 +276,11 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
             budget: budget.clone(),
             interval,
         };
-        handles.push(tokio::spawn(worker(target.clone(), plan, Stats::new(&proto))));
+        handles.push(tokio::spawn(worker(
+            target.clone(),
+            plan,
+            Stats::new(&proto),
+        )));
     }
     let mut total = Stats::new(&proto);
     for h in handles {
@@ -265,5 +289,13 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
         }
     }
     let elapsed = Instant::now().saturating_duration_since(measure_from);
-    Ok(Report::new(args, &total.latency, &total.ttfb, total.ok, total.statuses, total.errors, elapsed))
+    Ok(Report::new(
+        args,
+        &total.latency,
+        &total.ttfb,
+        total.ok,
+        total.statuses,
+        total.errors,
+        elapsed,
+    ))
 }

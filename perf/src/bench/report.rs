@@ -62,7 +62,11 @@ impl Report {
         let requests = latency.len();
         Report {
             url: args.url.clone(),
-            mode: if args.rate.is_some() { "open" } else { "closed" },
+            mode: if args.rate.is_some() {
+                "open"
+            } else {
+                "closed"
+            },
             connections: args.connections,
             target_rate: args.rate,
             seconds: secs,
@@ -77,12 +81,15 @@ impl Report {
     }
 
     pub fn summary(&self) -> String {
-        let lat = self.latency.as_ref().map_or(String::from("no samples"), |l| {
-            format!(
-                "p50 {}us p90 {}us p99 {}us p99.9 {}us max {}us",
-                l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us
-            )
-        });
+        let lat = self
+            .latency
+            .as_ref()
+            .map_or(String::from("no samples"), |l| {
+                format!(
+                    "p50 {}us p90 {}us p99 {}us p99.9 {}us max {}us",
+                    l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us
+                )
+            });
         format!(
             "{} req in {:.1}s = {:.0} req/s ({} ok, errors {:?}) latency {}",
             self.requests, self.seconds, self.rps, self.ok, self.errors, lat

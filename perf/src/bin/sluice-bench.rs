@@ -4,7 +4,10 @@ use clap::Parser;
 use sluice_perf::bench::{run, BenchArgs};
 
 #[derive(Parser)]
-#[command(name = "sluice-bench", about = "Load generator for Sluice and LLM upstreams")]
+#[command(
+    name = "sluice-bench",
+    about = "Load generator for Sluice and LLM upstreams"
+)]
 struct Cli {
     #[command(flatten)]
     args: BenchArgs,

@@ -52,9 +52,11 @@ pub async fn handle(mut stream: TcpStream, state: Arc<MockState>) {
         let reply = match c.fault {
             Some(Fault::Reset) if c.fault_after == 0 => return reset(stream),
             Some(Fault::Stall) if c.fault_after == 0 => return stall(stream).await,
-            Some(Fault::Status(code)) if c.fault_after == 0 => {
-                openai::error(code, &format!("Injected fault: status {code}"), c.retry_after)
-            }
+            Some(Fault::Status(code)) if c.fault_after == 0 => openai::error(
+                code,
+                &format!("Injected fault: status {code}"),
+                c.retry_after,
+            ),
             _ if !req.authorized => openai::error(401, "Incorrect API key provided.", None),
             _ => {
                 let cx = Ctx {
@@ -106,7 +108,12 @@ async fn read_request(
                     parsed
                         .headers
                         .iter()
-                        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                        .map(|h| {
+                            (
+                                h.name.to_string(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
                         .collect()
                 } else {
                     Vec::new()
@@ -216,7 +223,11 @@ async fn write_reply(
 ) -> std::io::Result<bool> {
     let conn = if close { "close" } else { "keep-alive" };
     match reply {
-        Reply::Json { status, mut body, headers } => {
+        Reply::Json {
+            status,
+            mut body,
+            headers,
+        } => {
             let malformed = c.fault == Some(Fault::Malformed) && status == 200;
             if malformed {
                 body.truncate(body.len() / 2);
@@ -244,9 +255,10 @@ async fn write_reply(
             stream.write_all(&out).await?;
             Ok(true)
         }
-        Reply::Stream { events, first_content } => {
-            write_stream(stream, events, first_content, c, conn).await
-        }
+        Reply::Stream {
+            events,
+            first_content,
+        } => write_stream(stream, events, first_content, c, conn).await,
     }
 }
 
@@ -260,7 +272,9 @@ async fn write_stream(
     let head = format!(
         "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\nconnection: {conn}\r\n\r\n"
     );
-    let fault_at = c.fault.map(|_| (first_content + c.fault_after).min(events.len()));
+    let fault_at = c
+        .fault
+        .map(|_| (first_content + c.fault_after).min(events.len()));
     let mut out = head.into_bytes();
     for (i, ev) in events.iter().enumerate() {
         if Some(i) == fault_at {
@@ -279,7 +293,11 @@ async fn write_stream(
     Ok(true)
 }
 
-async fn stream_fault(stream: &mut TcpStream, mut out: Vec<u8>, c: &Controls) -> std::io::Result<bool> {
+async fn stream_fault(
+    stream: &mut TcpStream,
+    mut out: Vec<u8>,
+    c: &Controls,
+) -> std::io::Result<bool> {
     match c.fault {
         Some(Fault::Status(code)) => {
             let err = format!(
@@ -291,7 +309,10 @@ async fn stream_fault(stream: &mut TcpStream, mut out: Vec<u8>, c: &Controls) ->
             Ok(true)
         }
         Some(Fault::Malformed) => {
-            http1::write_chunk(&mut out, b"data: {\"choices\": [{\"delta\": {\"content\n\nevent\x00: ???\n\n");
+            http1::write_chunk(
+                &mut out,
+                b"data: {\"choices\": [{\"delta\": {\"content\n\nevent\x00: ???\n\n",
+            );
             http1::write_chunk(&mut out, b"data: [DONE]\n\n");
             out.extend_from_slice(http1::LAST_CHUNK);
             stream.write_all(&out).await?;

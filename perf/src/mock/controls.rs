@@ -108,9 +108,18 @@ mod tests {
     #[test]
     fn headers_override_options() {
         let h = [
-            httparse::Header { name: "X-Mock-Tokens", value: b"3" },
-            httparse::Header { name: "x-mock-fault", value: b"truncate" },
-            httparse::Header { name: "x-mock-fault-after", value: b"2" },
+            httparse::Header {
+                name: "X-Mock-Tokens",
+                value: b"3",
+            },
+            httparse::Header {
+                name: "x-mock-fault",
+                value: b"truncate",
+            },
+            httparse::Header {
+                name: "x-mock-fault-after",
+                value: b"2",
+            },
         ];
         let c = Controls::from_headers(&MockOptions::default(), &h);
         assert_eq!(c.tokens, 3);

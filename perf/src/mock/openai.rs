@@ -190,7 +190,10 @@ fn chat(body: &[u8], cx: &Ctx<'_>) -> Reply {
         }
         sse(&v)
     };
-    let mut events = vec![chunk(json!({"role": "assistant", "content": "", "refusal": null}), Value::Null)];
+    let mut events = vec![chunk(
+        json!({"role": "assistant", "content": "", "refusal": null}),
+        Value::Null,
+    )];
     for t in &out.tokens {
         events.push(chunk(json!({"content": t}), Value::Null));
     }
@@ -224,10 +227,25 @@ fn completions(body: &[u8], cx: &Ctx<'_>) -> Reply {
     };
     let prompt = match &req.prompt {
         Value::String(s) => s.clone(),
-        Value::Array(a) => a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(""),
-        _ => return error(400, "'prompt' must be a string or an array of strings", None),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => {
+            return error(
+                400,
+                "'prompt' must be a string or an array of strings",
+                None,
+            )
+        }
     };
-    let out = output(Some(prompt.clone()), prompt.len(), req.max_tokens, cx.controls);
+    let out = output(
+        Some(prompt.clone()),
+        prompt.len(),
+        req.max_tokens,
+        cx.controls,
+    );
     let id = format!("cmpl-mock{}", cx.id);
     if !req.stream {
         return json_ok(json!({
@@ -239,15 +257,19 @@ fn completions(body: &[u8], cx: &Ctx<'_>) -> Reply {
     }
     let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
     let chunk = |text: &str, finish: Value| {
-        sse(&json!({"id": id, "object": "text_completion", "created": cx.created,
+        sse(
+            &json!({"id": id, "object": "text_completion", "created": cx.created,
             "model": req.model,
-            "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": finish}]}))
+            "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": finish}]}),
+        )
     };
     let mut events: Vec<Vec<u8>> = out.tokens.iter().map(|t| chunk(t, Value::Null)).collect();
     events.push(chunk("", json!(out.finish)));
     if include_usage {
-        events.push(sse(&json!({"id": id, "object": "text_completion", "created": cx.created,
-            "model": req.model, "choices": [], "usage": usage(&out)})));
+        events.push(sse(
+            &json!({"id": id, "object": "text_completion", "created": cx.created,
+            "model": req.model, "choices": [], "usage": usage(&out)}),
+        ));
     }
     events.push(DONE.to_vec());
     Reply::Stream {
@@ -274,7 +296,10 @@ fn embeddings(body: &[u8], cx: &Ctx<'_>) -> Reply {
         Value::Array(a) if !a.is_empty() => a.iter().map(|v| v.to_string()).collect(),
         _ => return error(400, "'input' must be a non-empty string or array", None),
     };
-    let dims = req.dimensions.unwrap_or(cx.state.options.dimensions).clamp(1, 8192);
+    let dims = req
+        .dimensions
+        .unwrap_or(cx.state.options.dimensions)
+        .clamp(1, 8192);
     let base64 = match req.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,
@@ -308,11 +333,18 @@ fn vector(s: &str, dims: usize) -> Vec<f32> {
     }
     let raw: Vec<f32> = (0..dims)
         .map(|i| {
-            h = h.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1 + i as u64);
+            h = h
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1 + i as u64);
             ((h >> 33) as f32 / (1u64 << 31) as f32) - 0.5
         })
         .collect();
-    let norm = raw.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::EPSILON);
+    let norm = raw
+        .iter()
+        .map(|x| x * x)
+        .sum::<f32>()
+        .sqrt()
+        .max(f32::EPSILON);
     raw.into_iter().map(|x| x / norm).collect()
 }
 
@@ -341,7 +373,12 @@ mod tests {
     use crate::mock::MockOptions;
 
     fn cx_with<'a>(state: &'a MockState, controls: &'a Controls) -> Ctx<'a> {
-        Ctx { state, controls, id: 7, created: 1 }
+        Ctx {
+            state,
+            controls,
+            id: 7,
+            created: 1,
+        }
     }
 
     fn controls(echo: bool) -> Controls {
@@ -355,7 +392,9 @@ mod tests {
         let state = MockState::new(MockOptions::default());
         let c = controls(true);
         let body = br#"{"model":"m","messages":[{"role":"user","content":"first"},{"role":"assistant","content":"x"},{"role":"user","content":[{"type":"text","text":"hi there"}]}]}"#;
-        let Reply::Json { status, body, .. } = route("POST", "/v1/chat/completions", body, &cx_with(&state, &c)) else {
+        let Reply::Json { status, body, .. } =
+            route("POST", "/v1/chat/completions", body, &cx_with(&state, &c))
+        else {
             panic!("expected json")
         };
         assert_eq!(status, 200);
@@ -369,7 +408,11 @@ mod tests {
         let state = MockState::new(MockOptions::default());
         let c = controls(false);
         let body = br#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"q"}],"max_tokens":3}"#;
-        let Reply::Stream { events, first_content } = route("POST", "/v1/chat/completions", body, &cx_with(&state, &c)) else {
+        let Reply::Stream {
+            events,
+            first_content,
+        } = route("POST", "/v1/chat/completions", body, &cx_with(&state, &c))
+        else {
             panic!("expected stream")
         };
         assert_eq!(first_content, 1);
@@ -386,7 +429,9 @@ mod tests {
     fn invalid_json_is_400_in_openai_shape() {
         let state = MockState::new(MockOptions::default());
         let c = controls(false);
-        let Reply::Json { status, body, .. } = route("POST", "/v1/chat/completions", b"{", &cx_with(&state, &c)) else {
+        let Reply::Json { status, body, .. } =
+            route("POST", "/v1/chat/completions", b"{", &cx_with(&state, &c))
+        else {
             panic!("expected json")
         };
         assert_eq!(status, 400);
@@ -399,13 +444,16 @@ mod tests {
         let state = MockState::new(MockOptions::default());
         let c = controls(false);
         let body = br#"{"model":"e","input":["a","b"],"encoding_format":"base64","dimensions":4}"#;
-        let Reply::Json { body, .. } = route("POST", "/v1/embeddings", body, &cx_with(&state, &c)) else {
+        let Reply::Json { body, .. } = route("POST", "/v1/embeddings", body, &cx_with(&state, &c))
+        else {
             panic!("expected json")
         };
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["data"].as_array().unwrap().len(), 2);
         let b64 = v["data"][1]["embedding"].as_str().unwrap();
-        let raw = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
         assert_eq!(raw.len(), 16);
     }
 }

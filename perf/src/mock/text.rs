@@ -1,9 +1,30 @@
 //! Deterministic output text for the mock.
 
 const WORDS: &[&str] = &[
-    "Hello", "from", "the", "Sluice", "mock", "upstream", "which", "streams", "tokens", "quickly",
-    "and", "predictably", "so", "that", "gateways", "can", "be", "measured", "without", "a",
-    "real", "model", "behind", "them",
+    "Hello",
+    "from",
+    "the",
+    "Sluice",
+    "mock",
+    "upstream",
+    "which",
+    "streams",
+    "tokens",
+    "quickly",
+    "and",
+    "predictably",
+    "so",
+    "that",
+    "gateways",
+    "can",
+    "be",
+    "measured",
+    "without",
+    "a",
+    "real",
+    "model",
+    "behind",
+    "them",
 ];
 
 /// `n` generated tokens; each token after the first starts with a space.
@@ -47,7 +68,13 @@ mod tests {
 
     #[test]
     fn split_round_trips() {
-        for t in ["", "one", "two words", "  lead and trail  ", "multi\nline\ttext é ü"] {
+        for t in [
+            "",
+            "one",
+            "two words",
+            "  lead and trail  ",
+            "multi\nline\ttext é ü",
+        ] {
             assert_eq!(split_tokens(t).concat(), t);
         }
     }

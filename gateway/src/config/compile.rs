@@ -1,0 +1,316 @@
+//! `RawConfig` → `Snapshot`: resolves references and secrets, validates
+//! addresses and files, and collects every problem instead of stopping at the first.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+
+use super::locate::locate;
+use super::schema::{ProviderKind, ProviderSection, RawConfig};
+use super::{ConfigError, Problem, Source};
+use crate::metrics::Metrics;
+use crate::snapshot::{Model, Snapshot, Target};
+use crate::upstream::{BaseUrl, HeaderMatch, Provider, ProviderParts, RuntimeTimeouts};
+
+struct Problems<'a> {
+    src: &'a Source,
+    list: Vec<Problem>,
+}
+
+impl Problems<'_> {
+    fn add(&mut self, path: String, message: impl Into<String>) {
+        let loc = locate(&self.src.text, &path);
+        self.list.push(Problem {
+            path,
+            message: message.into(),
+            line: loc.map(|l| l.0),
+            column: loc.map(|l| l.1),
+        });
+    }
+}
+
+/// `mocks` gives the loopback address of each `kind: mock` provider's server.
+pub fn compile(
+    raw: &RawConfig,
+    src: &Source,
+    mocks: &HashMap<String, SocketAddr>,
+    metrics: &Metrics,
+) -> Result<Snapshot, ConfigError> {
+    let mut p = Problems {
+        src,
+        list: Vec::new(),
+    };
+    check_server(raw, &mut p);
+
+    let mut providers: HashMap<&str, Arc<Provider>> = HashMap::new();
+    for (name, section) in &raw.providers {
+        if let Some(provider) = compile_provider(name, section, mocks, &mut p) {
+            providers.insert(name.as_str(), Arc::new(provider));
+        }
+    }
+
+    let known_providers = raw.providers.keys().cloned().collect::<Vec<_>>().join(", ");
+    let mut models = HashMap::new();
+    let mut unavailable = BTreeMap::new();
+    for (name, section) in &raw.models {
+        let path = format!("models.{name}");
+        if section.targets.is_empty() {
+            p.add(
+                format!("{path}.targets"),
+                "a model needs at least one target",
+            );
+        }
+        let mut targets = Vec::new();
+        for (i, t) in section.targets.iter().enumerate() {
+            let tpath = format!("{path}.targets[{i}]");
+            if t.weight == 0 {
+                p.add(format!("{tpath}.weight"), "weight must be at least 1");
+            }
+            let Some(provider) = providers.get(t.provider.as_str()) else {
+                if !raw.providers.contains_key(&t.provider) {
+                    p.add(
+                        format!("{tpath}.provider"),
+                        format!(
+                            "unknown provider \"{}\" (known: {known_providers})",
+                            t.provider
+                        ),
+                    );
+                }
+                continue;
+            };
+            let upstream_model = t.model.clone().unwrap_or_else(|| name.clone());
+            let json = serde_json::to_string(&upstream_model).unwrap_or_default();
+            targets.push(Target {
+                provider: provider.clone(),
+                upstream_model_json: Bytes::from(json),
+                upstream_model,
+                metrics: metrics.route(name, &provider.name),
+            });
+        }
+        if !targets.is_empty() && targets.iter().all(|t| t.provider.unavailable.is_some()) {
+            let reasons: Vec<String> = targets
+                .iter()
+                .filter_map(|t| t.provider.unavailable.clone())
+                .collect();
+            unavailable.insert(name.clone(), reasons.join("; "));
+        }
+        models.insert(name.clone(), Arc::new(Model::new(name.clone(), targets)));
+    }
+
+    if !p.list.is_empty() {
+        return Err(ConfigError {
+            file: src.name.clone(),
+            problems: p.list,
+        });
+    }
+    let mut names: Vec<&String> = raw.models.keys().collect();
+    names.sort();
+    let data: Vec<serde_json::Value> = names
+        .iter()
+        .map(
+            |n| serde_json::json!({"id": n, "object": "model", "created": 0, "owned_by": "sluice"}),
+        )
+        .collect();
+    Ok(Snapshot {
+        max_request_body: raw.server.max_request_body.0,
+        access_log: raw.server.access_log,
+        models,
+        models_json: Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string()),
+        model_names: names
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        unavailable,
+    })
+}
+
+fn check_server(raw: &RawConfig, p: &mut Problems<'_>) {
+    let s = &raw.server;
+    for (field, addr) in [("listen", &s.listen), ("admin_listen", &s.admin_listen)] {
+        if addr.parse::<SocketAddr>().is_err() {
+            p.add(
+                format!("server.{field}"),
+                format!("\"{addr}\" is not an address like 127.0.0.1:8080"),
+            );
+        }
+    }
+    if s.threads == 0 {
+        p.add("server.threads".into(), "threads must be at least 1");
+    }
+    if s.max_request_body.0 == 0 {
+        p.add(
+            "server.max_request_body".into(),
+            "max_request_body must be above 0",
+        );
+    }
+    if let Some(tls) = &s.tls {
+        if tls.listen.parse::<SocketAddr>().is_err() {
+            p.add(
+                "server.tls.listen".into(),
+                format!("\"{}\" is not an address like 0.0.0.0:8443", tls.listen),
+            );
+        }
+        for (field, file) in [("cert", &tls.cert), ("key", &tls.key)] {
+            if !std::path::Path::new(file).is_file() {
+                p.add(
+                    format!("server.tls.{field}"),
+                    format!("file \"{file}\" does not exist"),
+                );
+            }
+        }
+    }
+}
+
+const SUPPORTED: &str = "openai, openai_compatible, mock";
+
+fn compile_provider(
+    name: &str,
+    s: &ProviderSection,
+    mocks: &HashMap<String, SocketAddr>,
+    p: &mut Problems<'_>,
+) -> Option<Provider> {
+    let path = format!("providers.{name}");
+    let before = p.list.len();
+    match s.kind {
+        ProviderKind::Openai | ProviderKind::OpenaiCompatible | ProviderKind::Mock => {}
+        other => p.add(
+            format!("{path}.kind"),
+            format!(
+                "kind '{}' is not supported yet (supported: {SUPPORTED})",
+                other.as_str()
+            ),
+        ),
+    }
+    let base = if s.kind == ProviderKind::Mock {
+        if s.base_url.is_some() {
+            p.add(
+                format!("{path}.base_url"),
+                "a mock provider is served by Sluice itself; remove base_url",
+            );
+        }
+        let addr = mocks
+            .get(name)
+            .copied()
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9)));
+        BaseUrl::parse(&format!("http://{addr}/v1")).ok()
+    } else {
+        match s.base_url.as_deref().map(BaseUrl::parse) {
+            Some(Ok(b)) => Some(b),
+            Some(Err(e)) => {
+                p.add(format!("{path}.base_url"), e);
+                None
+            }
+            None => {
+                p.add(
+                    format!("{path}.base_url"),
+                    "base_url is required, e.g. https://api.openai.com/v1",
+                );
+                None
+            }
+        }
+    };
+    if s.mock.is_some() && s.kind != ProviderKind::Mock {
+        p.add(
+            format!("{path}.mock"),
+            "only a provider of kind 'mock' takes mock settings",
+        );
+    }
+    if s.kind == ProviderKind::Openai && s.api_key.is_none() {
+        p.add(
+            format!("{path}.api_key"),
+            "kind 'openai' needs api_key: ${OPENAI_API_KEY}",
+        );
+    }
+    let mut unavailable = None;
+    let auth = match s.api_key.as_ref().map(|r| r.resolve()) {
+        None => None,
+        Some(Ok(secret)) => match HeaderValue::from_str(&format!("Bearer {}", secret.expose())) {
+            Ok(mut v) => {
+                v.set_sensitive(true);
+                Some(v)
+            }
+            Err(_) => {
+                p.add(
+                    format!("{path}.api_key"),
+                    "the key's value is not a valid header value",
+                );
+                None
+            }
+        },
+        Some(Err(var)) => {
+            unavailable = Some(format!(
+                "environment variable {var} is not set (provider '{name}')"
+            ));
+            None
+        }
+    };
+    let mut headers = Vec::new();
+    for (k, v) in &s.headers {
+        match (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            (Ok(k), Ok(v)) => headers.push((k, v)),
+            _ => p.add(
+                format!("{path}.headers.{k}"),
+                "not a valid header name and value",
+            ),
+        }
+    }
+    let ca = match &s.tls {
+        Some(t) => match tls_ca(&t.ca_file) {
+            Ok(ca) => Some(ca),
+            Err(e) => {
+                p.add(format!("{path}.tls.ca_file"), e);
+                None
+            }
+        },
+        None => None,
+    };
+    let t = s.timeouts;
+    if p.list.len() > before {
+        return None;
+    }
+    Some(Provider::new(ProviderParts {
+        name: name.to_string(),
+        kind: s.kind,
+        base: base?,
+        auth,
+        unavailable,
+        timeouts: RuntimeTimeouts {
+            connect: t.connect.0,
+            first_byte: t.first_byte.0,
+            idle: t.idle.0,
+            total: t.total.0,
+        },
+        headers,
+        forward: s
+            .forward_headers
+            .iter()
+            .map(|h| HeaderMatch::parse(h))
+            .collect(),
+        ca,
+    }))
+}
+
+/// Loads PEM CA certificates for per-provider trust; each one is checked to be valid DER.
+pub fn tls_ca(file: &str) -> Result<Arc<pingora::protocols::tls::CaType>, String> {
+    use pingora::utils::tls::{parse_x509, WrappedX509};
+    let data = std::fs::read(file).map_err(|e| format!("cannot read \"{file}\": {e}"))?;
+    let mut reader = std::io::Cursor::new(data);
+    let mut out = Vec::new();
+    for cert in rustls_pemfile::certs(&mut reader) {
+        let der = cert.map_err(|e| format!("\"{file}\": {e}"))?;
+        x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| format!("\"{file}\": invalid certificate: {e}"))?;
+        out.push(WrappedX509::new(der.to_vec(), parse_x509));
+    }
+    if out.is_empty() {
+        return Err(format!("\"{file}\" holds no PEM certificate"));
+    }
+    Ok(Arc::from(out.into_boxed_slice()))
+}

@@ -1,0 +1,231 @@
+//! The YAML schema, exactly: every struct denies unknown fields, so a typo is
+//! an error with the list of what is allowed, never silently ignored.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::secret::SecretRef;
+use super::units::{Dur, Size};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderSection>,
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Plain listener (HTTP/1.1 and h2c); `--listen` overrides.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Admin listener: /healthz /readyz /metrics; `--admin` overrides.
+    #[serde(default = "default_admin")]
+    pub admin_listen: String,
+    /// Worker threads of the proxy service.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+    /// Largest request body accepted on the LLM endpoints.
+    #[serde(default = "default_max_body")]
+    pub max_request_body: Size,
+    /// How long in-flight requests (streams included) may run after SIGTERM/SIGINT.
+    #[serde(default = "default_grace")]
+    pub grace_period: Dur,
+    /// Accept HTTP/2 with prior knowledge on the plain listener.
+    #[serde(default = "yes")]
+    pub h2c: bool,
+    /// Optional TLS listener with ALPN h2 and http/1.1.
+    pub tls: Option<TlsSection>,
+    /// One `info` line per request on the `sluice::access` target.
+    #[serde(default = "yes")]
+    pub access_log: bool,
+    /// Idle upstream connections kept per process.
+    #[serde(default = "default_pool")]
+    pub upstream_pool_size: usize,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: default_listen(),
+            admin_listen: default_admin(),
+            threads: default_threads(),
+            max_request_body: default_max_body(),
+            grace_period: default_grace(),
+            h2c: true,
+            tls: None,
+            access_log: true,
+            upstream_pool_size: default_pool(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub listen: String,
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    Openai,
+    OpenaiCompatible,
+    Azure,
+    Anthropic,
+    Gemini,
+    Mock,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Openai => "openai",
+            ProviderKind::OpenaiCompatible => "openai_compatible",
+            ProviderKind::Azure => "azure",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
+            ProviderKind::Mock => "mock",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSection {
+    pub kind: ProviderKind,
+    /// Required for every kind except `mock`, which Sluice serves itself.
+    pub base_url: Option<String>,
+    pub api_key: Option<SecretRef>,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// Extra headers sent on every upstream request.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Client headers passed upstream (exact names, or a prefix ending in `*`).
+    /// Credentials are never forwarded, whatever this says.
+    #[serde(default)]
+    pub forward_headers: Vec<String>,
+    /// Upstream TLS: extra trust roots; verification is always on.
+    pub tls: Option<UpstreamTls>,
+    /// Behaviour of the embedded mock (`kind: mock` only).
+    pub mock: Option<MockSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// PEM file of CA certificates trusted instead of the system roots.
+    pub ca_file: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// TCP (and TLS) connection establishment.
+    #[serde(default = "default_connect")]
+    pub connect: Dur,
+    /// From request sent to the upstream's response head.
+    #[serde(default = "default_first_byte")]
+    pub first_byte: Dur,
+    /// Longest silence between two body reads of the response.
+    #[serde(default = "default_idle")]
+    pub idle: Dur,
+    /// Whole exchange, streams included.
+    #[serde(default = "default_total")]
+    pub total: Dur,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: default_connect(),
+            first_byte: default_first_byte(),
+            idle: default_idle(),
+            total: default_total(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MockSection {
+    #[serde(default)]
+    pub ttft_ms: u64,
+    #[serde(default)]
+    pub itl_ms: u64,
+    pub tokens: Option<usize>,
+    #[serde(default)]
+    pub echo: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    pub targets: Vec<TargetSection>,
+    /// Only `round_robin` until the routing work lands; other policies are rejected.
+    #[serde(default)]
+    pub balance: Balance,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    #[default]
+    RoundRobin,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSection {
+    pub provider: String,
+    /// Model name sent upstream; defaults to the public model name.
+    pub model: Option<String>,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_admin() -> String {
+    "127.0.0.1:9901".into()
+}
+fn default_threads() -> usize {
+    2
+}
+fn default_max_body() -> Size {
+    Size(10 << 20)
+}
+fn default_grace() -> Dur {
+    Dur(std::time::Duration::from_secs(30))
+}
+fn default_pool() -> usize {
+    256
+}
+fn default_connect() -> Dur {
+    Dur(std::time::Duration::from_secs(5))
+}
+fn default_first_byte() -> Dur {
+    Dur(std::time::Duration::from_secs(120))
+}
+fn default_idle() -> Dur {
+    Dur(std::time::Duration::from_secs(60))
+}
+fn default_total() -> Dur {
+    Dur(std::time::Duration::from_secs(600))
+}
+fn default_weight() -> u32 {
+    1
+}
+fn yes() -> bool {
+    true
+}

@@ -1,0 +1,131 @@
+//! The gateway's error type, rendered in one place in the inbound API's
+//! error shape (OpenAI-style `{"error":{...}}` for now).
+
+use bytes::Bytes;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("The model '{model}' does not exist. Available models: {available}")]
+    UnknownModel { model: String, available: String },
+    #[error("Method {method} is not allowed on {path}; use {allowed}")]
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allowed: &'static str,
+    },
+    #[error("Request body exceeds the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("{0}")]
+    ModelUnavailable(String),
+    #[error("Upstream {provider} unreachable: {cause}")]
+    UpstreamConnect { provider: String, cause: String },
+    #[error("Upstream {provider} failed: {cause}")]
+    UpstreamBroken { provider: String, cause: String },
+    #[error("Upstream {provider} timed out: {cause}")]
+    UpstreamTimeout { provider: String, cause: String },
+    #[error("Client closed the connection")]
+    ClientGone,
+}
+
+impl GatewayError {
+    pub fn status(&self) -> u16 {
+        match self {
+            GatewayError::BadRequest(_) => 400,
+            GatewayError::NotFound(_) | GatewayError::UnknownModel { .. } => 404,
+            GatewayError::MethodNotAllowed { .. } => 405,
+            GatewayError::BodyTooLarge { .. } => 413,
+            GatewayError::ModelUnavailable(_) => 503,
+            GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamBroken { .. } => 502,
+            GatewayError::UpstreamTimeout { .. } => 504,
+            // nginx's convention for "client went away"; never sent, only recorded.
+            GatewayError::ClientGone => 499,
+        }
+    }
+
+    /// Low-cardinality label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GatewayError::BadRequest(_) => "bad_request",
+            GatewayError::NotFound(_) => "not_found",
+            GatewayError::UnknownModel { .. } => "unknown_model",
+            GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
+            GatewayError::BodyTooLarge { .. } => "body_too_large",
+            GatewayError::ModelUnavailable(_) => "model_unavailable",
+            GatewayError::UpstreamConnect { .. } => "upstream_connect",
+            GatewayError::UpstreamBroken { .. } => "upstream_broken",
+            GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
+            GatewayError::ClientGone => "client_gone",
+        }
+    }
+
+    fn openai_type_and_code(&self) -> (&'static str, Option<&'static str>) {
+        match self {
+            GatewayError::BadRequest(_) => ("invalid_request_error", None),
+            GatewayError::NotFound(_) => ("invalid_request_error", Some("not_found")),
+            GatewayError::UnknownModel { .. } => ("invalid_request_error", Some("model_not_found")),
+            GatewayError::MethodNotAllowed { .. } => {
+                ("invalid_request_error", Some("method_not_allowed"))
+            }
+            GatewayError::BodyTooLarge { .. } => {
+                ("invalid_request_error", Some("request_too_large"))
+            }
+            GatewayError::ModelUnavailable(_) => ("server_error", Some("model_unavailable")),
+            GatewayError::UpstreamConnect { .. } => ("server_error", Some("upstream_unreachable")),
+            GatewayError::UpstreamBroken { .. } => ("server_error", Some("upstream_error")),
+            GatewayError::UpstreamTimeout { .. } => ("server_error", Some("upstream_timeout")),
+            GatewayError::ClientGone => ("server_error", None),
+        }
+    }
+
+    /// OpenAI's error body.
+    pub fn openai_body(&self) -> Bytes {
+        let (kind, code) = self.openai_type_and_code();
+        let v = json!({"error": {"message": self.to_string(), "type": kind, "param": null, "code": code}});
+        Bytes::from(v.to_string())
+    }
+
+    /// The same error as a terminal SSE event, for faults after a stream began.
+    pub fn openai_sse_event(&self) -> Bytes {
+        let body = self.openai_body();
+        let mut out = Vec::with_capacity(body.len() + 8);
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(&body);
+        out.extend_from_slice(b"\n\n");
+        Bytes::from(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_openai_shape() {
+        let e = GatewayError::UnknownModel {
+            model: "x".into(),
+            available: "a, b".into(),
+        };
+        let v: serde_json::Value = serde_json::from_slice(&e.openai_body()).unwrap();
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["code"], "model_not_found");
+        assert!(v["error"]["message"].as_str().unwrap().contains("a, b"));
+        assert_eq!(e.status(), 404);
+    }
+
+    #[test]
+    fn sse_event_is_one_data_line() {
+        let e = GatewayError::UpstreamBroken {
+            provider: "p".into(),
+            cause: "reset".into(),
+        };
+        let ev = e.openai_sse_event();
+        assert!(ev.starts_with(b"data: {"));
+        assert!(ev.ends_with(b"}\n\n"));
+        assert_eq!(ev.iter().filter(|b| **b == b'\n').count(), 2);
+    }
+}

@@ -1,0 +1,13 @@
+//! Sluice gateway: Pingora server, config, the LLM request pipeline, admin API.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod errors;
+pub mod metrics;
+pub mod mock_service;
+pub mod pipeline;
+pub mod proxy;
+pub mod server;
+pub mod snapshot;
+pub mod upstream;

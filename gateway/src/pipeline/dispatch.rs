@@ -1,0 +1,157 @@
+//! Stage `dispatch`: build the upstream request, take a pooled connection,
+//! send, and wait for the response head under the first-byte timeout.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use pingora::http::RequestHeader;
+use pingora::protocols::http::client::HttpSession;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error as PError, ErrorType};
+
+use super::read::Endpoint;
+use crate::errors::GatewayError;
+use crate::proxy::Gateway;
+use crate::upstream::Provider;
+
+const USER_AGENT: &str = concat!("sluice/", env!("CARGO_PKG_VERSION"));
+
+pub fn request_header(
+    client: &RequestHeader,
+    provider: &Provider,
+    endpoint: Endpoint,
+    body_len: usize,
+    stream: bool,
+) -> Result<Box<RequestHeader>, GatewayError> {
+    let path = format!("{}{}", provider.base.path, endpoint.upstream_path());
+    let method = if endpoint == Endpoint::Models {
+        "GET"
+    } else {
+        "POST"
+    };
+    let internal = |e: Box<PError>| GatewayError::UpstreamBroken {
+        provider: provider.name.clone(),
+        cause: format!("cannot build request: {e}"),
+    };
+    let mut req = RequestHeader::build(method, path.as_bytes(), Some(8 + provider.headers.len()))
+        .map_err(internal)?;
+    req.insert_header(http::header::HOST, provider.base.authority.as_str())
+        .map_err(internal)?;
+    req.insert_header(http::header::CONTENT_TYPE, "application/json")
+        .map_err(internal)?;
+    req.insert_header(http::header::CONTENT_LENGTH, body_len)
+        .map_err(internal)?;
+    req.insert_header(http::header::USER_AGENT, USER_AGENT)
+        .map_err(internal)?;
+    let accept = if stream {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
+    req.insert_header(http::header::ACCEPT, accept)
+        .map_err(internal)?;
+    if let Some(auth) = &provider.auth {
+        req.insert_header(http::header::AUTHORIZATION, auth.clone())
+            .map_err(internal)?;
+    }
+    if !provider.forward.is_empty() {
+        for (name, value) in client.headers.iter() {
+            if provider.forwards(name.as_str()) {
+                req.append_header(name.clone(), value.clone())
+                    .map_err(internal)?;
+            }
+        }
+    }
+    for (name, value) in &provider.headers {
+        req.insert_header(name.clone(), value.clone())
+            .map_err(internal)?;
+    }
+    Ok(Box::new(req))
+}
+
+/// Maps a Pingora client error to what the caller should see.
+pub fn upstream_error(provider: &Provider, e: &PError, waiting_for: &str) -> GatewayError {
+    let cause = format!("{waiting_for}: {e}");
+    let provider = provider.name.clone();
+    match e.etype() {
+        ErrorType::ConnectTimedout
+        | ErrorType::TLSHandshakeTimedout
+        | ErrorType::ReadTimedout
+        | ErrorType::WriteTimedout => GatewayError::UpstreamTimeout { provider, cause },
+        ErrorType::ConnectRefused
+        | ErrorType::ConnectNoRoute
+        | ErrorType::ConnectError
+        | ErrorType::TLSHandshakeFailure
+        | ErrorType::InvalidCert
+        | ErrorType::HandshakeError
+        | ErrorType::SocketError
+        | ErrorType::BindError => GatewayError::UpstreamConnect { provider, cause },
+        _ => GatewayError::UpstreamBroken { provider, cause },
+    }
+}
+
+/// Sends the request and reads the response head. A pooled connection that
+/// turns out dead before any response byte is retried once on a fresh one:
+/// the upstream cannot have acted on a request it never received.
+pub async fn open(
+    gw: &Gateway,
+    peer: &HttpPeer,
+    provider: &Provider,
+    req: Box<RequestHeader>,
+    body: Bytes,
+) -> Result<HttpSession, GatewayError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (mut up, reused) = gw
+            .connector
+            .get_http_session(peer)
+            .await
+            .map_err(|e| upstream_error(provider, &e, "connecting"))?;
+        let first_byte = Some(provider.timeouts.first_byte);
+        up.set_write_timeout(first_byte);
+        up.set_read_timeout(first_byte);
+        match exchange(&mut up, req.clone(), body.clone()).await {
+            Ok(()) => return Ok(up),
+            Err(e) => {
+                up.shutdown().await;
+                let timed_out = matches!(
+                    e.etype(),
+                    ErrorType::ReadTimedout | ErrorType::WriteTimedout
+                );
+                if reused && attempt == 1 && !timed_out {
+                    continue;
+                }
+                return Err(upstream_error(
+                    provider,
+                    &e,
+                    "waiting for the response head",
+                ));
+            }
+        }
+    }
+}
+
+async fn exchange(
+    up: &mut HttpSession,
+    req: Box<RequestHeader>,
+    body: Bytes,
+) -> pingora::Result<()> {
+    up.write_request_header(req).await?;
+    if !body.is_empty() {
+        up.write_request_body(body, true).await?;
+    }
+    up.finish_request_body().await?;
+    up.read_response_header().await
+}
+
+/// Returns the connection to the pool when its response was read to the end.
+pub async fn release(gw: &Gateway, mut up: HttpSession, peer: &HttpPeer) {
+    if up.response_done() {
+        gw.connector
+            .release_http_session(up, peer, Some(Duration::from_secs(60)))
+            .await;
+    } else {
+        up.shutdown().await;
+    }
+}

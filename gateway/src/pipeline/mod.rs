@@ -1,0 +1,192 @@
+//! Sluice's own request pipeline for the LLM endpoints, driven from
+//! `request_filter` so bodies of any size work (see DESIGN: the 64 KiB
+//! retry-buffer trap). One file per stage.
+
+mod dispatch;
+mod probe;
+mod read;
+pub mod record;
+mod relay;
+mod respond;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use pingora::proxy::Session;
+
+use crate::errors::GatewayError;
+use crate::proxy::Gateway;
+use crate::snapshot::{Model, Snapshot};
+pub use read::Endpoint;
+
+/// Everything one request accumulates; `record` reads it exactly once.
+pub struct RequestCtx {
+    pub snapshot: Arc<Snapshot>,
+    pub start: Instant,
+    pub endpoint: Option<Endpoint>,
+    pub model: Option<Arc<Model>>,
+    pub target: Option<usize>,
+    pub stream: bool,
+    pub status: u16,
+    pub error: Option<GatewayError>,
+    pub upstream_head_at: Option<Instant>,
+    pub upstream_sent_at: Option<Instant>,
+    pub first_body_at: Option<Instant>,
+    pub bytes_out: usize,
+    pub mid_stream_error: bool,
+    _in_flight: InFlight,
+}
+
+/// Counts a request as in flight until its context is dropped (after `logging`).
+struct InFlight(prometheus::IntGauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl RequestCtx {
+    pub fn new(snapshot: Arc<Snapshot>, in_flight: &prometheus::IntGauge) -> RequestCtx {
+        in_flight.inc();
+        RequestCtx {
+            snapshot,
+            start: Instant::now(),
+            endpoint: None,
+            model: None,
+            target: None,
+            stream: false,
+            status: 0,
+            error: None,
+            upstream_head_at: None,
+            upstream_sent_at: None,
+            first_body_at: None,
+            bytes_out: 0,
+            mid_stream_error: false,
+            _in_flight: InFlight(in_flight.clone()),
+        }
+    }
+}
+
+/// Serves one request completely. `Err` only when the response was started
+/// and cannot be completed: Pingora then drops the connection.
+pub async fn handle(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> pingora::Result<bool> {
+    session.set_keepalive(Some(60));
+    let result = serve(gw, session, ctx).await;
+    let Err(err) = result else {
+        return Ok(true);
+    };
+    let started = session.response_written().is_some();
+    if !started && !matches!(err, GatewayError::ClientGone) {
+        ctx.status = err.status();
+        respond::error(session, &err).await;
+    }
+    let cut_short = started && !ctx.mid_stream_error && !matches!(err, GatewayError::ClientGone);
+    if matches!(err, GatewayError::ClientGone) {
+        ctx.status = 499;
+    }
+    let kind = err.kind();
+    ctx.error = Some(err);
+    if cut_short {
+        return Err(pingora::Error::explain(
+            pingora::ErrorType::ConnectionClosed,
+            kind,
+        ));
+    }
+    Ok(true)
+}
+
+async fn serve(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<(), GatewayError> {
+    let req = session.req_header();
+    let endpoint = read::endpoint(&req.method, req.uri.path())?;
+    ctx.endpoint = Some(endpoint);
+    let snapshot = ctx.snapshot.clone();
+    if endpoint == Endpoint::Models {
+        ctx.status = 200;
+        return respond::json(session, 200, snapshot.models_json.clone()).await;
+    }
+    let body = read::body(session, snapshot.max_request_body).await?;
+    let probe = probe::probe(endpoint, &body)?;
+    let model = snapshot
+        .models
+        .get(probe.model.as_ref())
+        .cloned()
+        .ok_or_else(|| GatewayError::UnknownModel {
+            model: probe.model.to_string(),
+            available: snapshot.model_names.clone(),
+        })?;
+    ctx.stream = probe.stream;
+    ctx.model = Some(model.clone());
+    let (index, target) = model.pick()?;
+    ctx.target = Some(index);
+    let upstream_body =
+        probe::swap_model(&body, probe.model_span.clone(), &target.upstream_model_json);
+    drop(probe);
+    let provider = &target.provider;
+    let deadline = tokio::time::Instant::from_std(ctx.start + provider.timeouts.total);
+
+    let peer = provider.peer().await?;
+    let head = dispatch::request_header(
+        session.req_header(),
+        provider,
+        endpoint,
+        upstream_body.len(),
+        ctx.stream,
+    )?;
+    ctx.upstream_sent_at = Some(Instant::now());
+    let opened = tokio::select! {
+        r = tokio::time::timeout_at(deadline, dispatch::open(gw, &peer, provider, head, upstream_body)) => r,
+        _ = relay::client_gone(session) => return Err(GatewayError::ClientGone),
+    };
+    let mut up = opened.map_err(|_| total_timeout(provider))??;
+    ctx.upstream_head_at = Some(Instant::now());
+    let resp = relay::response_header(&up, provider)?;
+    ctx.status = resp.status.as_u16();
+    let is_sse = resp
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    session
+        .write_response_header(resp, false)
+        .await
+        .map_err(|_| GatewayError::ClientGone)?;
+    let relayed = tokio::time::timeout_at(
+        deadline,
+        relay::body(session, &mut up, provider, ctx, is_sse),
+    )
+    .await;
+    let result = match relayed {
+        Ok(r) => r,
+        Err(_) => {
+            let err = total_timeout(provider);
+            if is_sse {
+                let _ = session
+                    .write_response_body(Some(err.openai_sse_event()), true)
+                    .await;
+                ctx.mid_stream_error = true;
+            }
+            Err(err)
+        }
+    };
+    if result.is_ok() {
+        dispatch::release(gw, up, &peer).await;
+    } else {
+        up.shutdown().await;
+    }
+    result
+}
+
+fn total_timeout(provider: &crate::upstream::Provider) -> GatewayError {
+    GatewayError::UpstreamTimeout {
+        provider: provider.name.clone(),
+        cause: format!("total timeout of {:?} exceeded", provider.timeouts.total),
+    }
+}

@@ -1,0 +1,169 @@
+//! Stage `decode` for the same-format fast path: one validating pass over
+//! the JSON that borrows what routing needs (model, stream flag) and notes
+//! where the `model` value sits, so it can be swapped without re-serializing.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
+
+use bytes::{Bytes, BytesMut};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::read::Endpoint;
+use crate::errors::GatewayError;
+
+pub struct Probe<'a> {
+    pub model: Cow<'a, str>,
+    /// Byte range of the `model` value (with its quotes) in the body.
+    pub model_span: Range<usize>,
+    pub stream: bool,
+}
+
+#[derive(Deserialize)]
+struct Fields<'a> {
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
+    #[serde(default, deserialize_with = "stream_flag")]
+    stream: Option<bool>,
+    #[serde(default, deserialize_with = "messages")]
+    messages: Option<usize>,
+    #[serde(borrow)]
+    prompt: Option<&'a RawValue>,
+    #[serde(borrow)]
+    input: Option<&'a RawValue>,
+}
+
+fn stream_flag<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    Option::<bool>::deserialize(d)
+        .map_err(|e| de::Error::custom(format!("'stream' must be a boolean ({e})")))
+}
+
+/// Checks `messages` is an array of objects with a string `role`; returns the count.
+fn messages<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    struct Msgs;
+    impl<'de> Visitor<'de> for Msgs {
+        type Value = Option<usize>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("'messages' to be an array of message objects")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut n = 0;
+            while seq.next_element::<Message>()?.is_some() {
+                n += 1;
+            }
+            Ok(Some(n))
+        }
+    }
+    d.deserialize_any(Msgs)
+}
+
+struct Message;
+
+impl<'de> Deserialize<'de> for Message {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Message;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("each item of 'messages' to be an object with a 'role'")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message, A::Error> {
+                let mut role = false;
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    if key == "role" {
+                        map.next_value::<Cow<'de, str>>().map_err(|_| {
+                            de::Error::custom("'role' of a message must be a string")
+                        })?;
+                        role = true;
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                if role {
+                    Ok(Message)
+                } else {
+                    Err(de::Error::custom("every message needs a 'role'"))
+                }
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+pub fn probe(endpoint: Endpoint, body: &[u8]) -> Result<Probe<'_>, GatewayError> {
+    if body.is_empty() {
+        return Err(GatewayError::BadRequest(
+            "The request body is empty; expected a JSON object".into(),
+        ));
+    }
+    let f: Fields<'_> = serde_json::from_slice(body)
+        .map_err(|e| GatewayError::BadRequest(format!("Invalid JSON body: {e}")))?;
+    let raw = f.model.ok_or_else(|| {
+        GatewayError::BadRequest("You must provide a model parameter ('model')".into())
+    })?;
+    let model: Cow<'_, str> = serde_json::from_str(raw.get())
+        .map_err(|_| GatewayError::BadRequest("'model' must be a string".into()))?;
+    if model.is_empty() {
+        return Err(GatewayError::BadRequest("'model' must not be empty".into()));
+    }
+    // The raw value borrows from `body`, so its address gives its offset.
+    let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+    let model_span = start..start + raw.get().len();
+    match endpoint {
+        Endpoint::ChatCompletions => match f.messages {
+            None => {
+                return Err(GatewayError::BadRequest(
+                    "Missing required parameter: 'messages'".into(),
+                ))
+            }
+            Some(0) => {
+                return Err(GatewayError::BadRequest(
+                    "'messages' must contain at least one message".into(),
+                ))
+            }
+            Some(_) => {}
+        },
+        Endpoint::Completions if f.prompt.is_none() => {
+            return Err(GatewayError::BadRequest(
+                "Missing required parameter: 'prompt'".into(),
+            ))
+        }
+        Endpoint::Embeddings if f.input.is_none() => {
+            return Err(GatewayError::BadRequest(
+                "Missing required parameter: 'input'".into(),
+            ))
+        }
+        _ => {}
+    }
+    let stream = f.stream.unwrap_or(false);
+    if stream && !endpoint.can_stream() {
+        return Err(GatewayError::BadRequest(
+            "'stream' is not supported on this endpoint".into(),
+        ));
+    }
+    Ok(Probe {
+        model,
+        model_span,
+        stream,
+    })
+}
+
+/// The body with the model value replaced; shares `body` when nothing changes.
+pub fn swap_model(body: &Bytes, span: Range<usize>, new_json: &[u8]) -> Bytes {
+    if &body[span.clone()] == new_json {
+        return body.clone();
+    }
+    let mut out = BytesMut::with_capacity(body.len() - span.len() + new_json.len());
+    out.extend_from_slice(&body[..span.start]);
+    out.extend_from_slice(new_json);
+    out.extend_from_slice(&body[span.end..]);
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,212 @@
+//! Stage `relay`: the upstream's response head and body to the client, each
+//! body chunk written (and, for streams, flushed) as soon as it arrives.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::protocols::http::client::HttpSession;
+use pingora::proxy::Session;
+
+use super::dispatch::upstream_error;
+use super::RequestCtx;
+use crate::errors::GatewayError;
+use crate::upstream::Provider;
+
+/// Response headers that describe the upstream hop, not the message.
+fn hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "set-cookie"
+            | "alt-svc"
+    )
+}
+
+pub fn response_header(
+    up: &HttpSession,
+    provider: &Provider,
+) -> Result<Box<ResponseHeader>, GatewayError> {
+    let head = up
+        .response_header()
+        .ok_or_else(|| GatewayError::UpstreamBroken {
+            provider: provider.name.clone(),
+            cause: "no response head".into(),
+        })?;
+    let internal = |e: Box<pingora::Error>| GatewayError::UpstreamBroken {
+        provider: provider.name.clone(),
+        cause: format!("bad response head: {e}"),
+    };
+    let mut resp =
+        ResponseHeader::build(head.status, Some(head.headers.len() + 1)).map_err(internal)?;
+    for (name, value) in head.headers.iter() {
+        if !hop_by_hop(name.as_str()) {
+            resp.append_header(name.clone(), value.clone())
+                .map_err(internal)?;
+        }
+    }
+    resp.insert_header("x-sluice-provider", provider.name.as_str())
+        .map_err(internal)?;
+    Ok(Box::new(resp))
+}
+
+/// Waits until the client goes away (connection closed or h2 stream reset).
+pub async fn client_gone(session: &mut Session) {
+    loop {
+        match session.as_downstream_mut().read_body_or_idle(true).await {
+            Ok(Some(_)) => continue,
+            _ => return,
+        }
+    }
+}
+
+/// Copies the body. On an upstream fault after the head was sent, a stream
+/// gets a terminal error event; other bodies are cut so the client sees the
+/// truncation instead of a short "complete" response.
+pub async fn body(
+    session: &mut Session,
+    up: &mut HttpSession,
+    provider: &Provider,
+    ctx: &mut RequestCtx,
+    is_sse: bool,
+) -> Result<(), GatewayError> {
+    up.set_read_timeout(Some(provider.timeouts.idle));
+    let mut events = is_sse.then(EventSplitter::default);
+    loop {
+        let chunk = tokio::select! {
+            c = up.read_response_body() => c,
+            _ = client_gone(session) => return Err(GatewayError::ClientGone),
+        };
+        match chunk {
+            Ok(Some(bytes)) => {
+                let bytes = match events.as_mut() {
+                    Some(ev) => {
+                        ev.complete(bytes)
+                            .map_err(|cause| GatewayError::UpstreamBroken {
+                                provider: provider.name.clone(),
+                                cause,
+                            })?
+                    }
+                    None => Some(bytes),
+                };
+                if let Some(bytes) = bytes {
+                    write(session, ctx, bytes).await?;
+                }
+            }
+            Ok(None) => {
+                if let Some(rest) = events.as_mut().and_then(EventSplitter::rest) {
+                    write(session, ctx, rest).await?;
+                }
+                break;
+            }
+            Err(e) => {
+                let err = upstream_error(provider, &e, "reading the response body");
+                if is_sse {
+                    // The fault is reported in-band; the stream itself ends cleanly.
+                    let _ = write(session, ctx, err.openai_sse_event()).await;
+                    let _ = session.write_response_body(None, true).await;
+                    ctx.mid_stream_error = true;
+                }
+                return Err(err);
+            }
+        }
+    }
+    session
+        .write_response_body(None, true)
+        .await
+        .map_err(|_| GatewayError::ClientGone)
+}
+
+async fn write(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    bytes: Bytes,
+) -> Result<(), GatewayError> {
+    if ctx.first_body_at.is_none() {
+        ctx.first_body_at = Some(Instant::now());
+    }
+    ctx.bytes_out += bytes.len();
+    session
+        .write_response_body(Some(bytes), false)
+        .await
+        .map_err(|_| GatewayError::ClientGone)
+}
+
+/// Largest SSE event held while waiting for its end.
+const MAX_EVENT: usize = 1 << 20;
+
+/// Forwards SSE bytes only up to the last complete event, so a stream cut
+/// mid-event never shows the client half an event glued to the error event.
+#[derive(Default)]
+struct EventSplitter {
+    pending: bytes::BytesMut,
+}
+
+impl EventSplitter {
+    fn complete(&mut self, chunk: Bytes) -> Result<Option<Bytes>, String> {
+        if self.pending.is_empty() {
+            match last_boundary(&chunk) {
+                Some(end) if end == chunk.len() => return Ok(Some(chunk)),
+                Some(end) => {
+                    self.pending.extend_from_slice(&chunk[end..]);
+                    return Ok(Some(chunk.slice(..end)));
+                }
+                None => {}
+            }
+        }
+        self.pending.extend_from_slice(&chunk);
+        let out = last_boundary(&self.pending).map(|end| self.pending.split_to(end).freeze());
+        if self.pending.len() > MAX_EVENT {
+            return Err(format!("stream event larger than {MAX_EVENT} bytes"));
+        }
+        Ok(out)
+    }
+
+    fn rest(&mut self) -> Option<Bytes> {
+        (!self.pending.is_empty()).then(|| self.pending.split().freeze())
+    }
+}
+
+/// End of the last blank line (event terminator) in `buf`: LF LF, LF CR LF or CR CR.
+fn last_boundary(buf: &[u8]) -> Option<usize> {
+    (1..buf.len()).rev().find_map(|i| {
+        let end_lf = buf[i] == b'\n'
+            && (buf[i - 1] == b'\n' || (i >= 2 && buf[i - 1] == b'\r' && buf[i - 2] == b'\n'));
+        let end_cr = buf[i] == b'\r' && buf[i - 1] == b'\r' && buf.get(i + 1) != Some(&b'\n');
+        (end_lf || end_cr).then_some(i + 1)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_back_partial_events_at_any_split() {
+        let stream = b"data: {\"a\":1}\n\ndata: x\r\n\r\ndata: y\n\ndata: part";
+        for split in 0..stream.len() {
+            let mut s = EventSplitter::default();
+            let mut out = Vec::new();
+            for piece in [&stream[..split], &stream[split..]] {
+                if let Some(b) = s.complete(Bytes::copy_from_slice(piece)).unwrap() {
+                    out.extend_from_slice(&b);
+                }
+            }
+            assert_eq!(out, &stream[..stream.len() - 10], "split {split}");
+            assert_eq!(s.rest().unwrap(), &b"data: part"[..]);
+        }
+    }
+
+    #[test]
+    fn bounds_event_size() {
+        let mut s = EventSplitter::default();
+        assert!(s.complete(Bytes::from(vec![b'a'; MAX_EVENT + 1])).is_err());
+    }
+}
