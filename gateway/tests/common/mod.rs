@@ -1,0 +1,165 @@
+//! Test harness: a real `sluice` process and a real in-process mock upstream,
+//! both on ephemeral loopback ports; everything stops when dropped.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sluice_perf::client::{build_request, Conn, Response};
+use sluice_perf::mock::{MockOptions, MockServer, MockState};
+
+pub struct Gateway {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    _config: tempfile_lite::TempFile,
+}
+
+mod tempfile_lite {
+    /// A file removed on drop.
+    pub struct TempFile(pub std::path::PathBuf);
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Gateway {
+    /// Starts sluice with `yaml` (its `server:` section is generated; pass the rest).
+    pub async fn start(yaml: &str, env: &[(&str, &str)]) -> Gateway {
+        for _ in 0..5 {
+            if let Some(g) = Self::try_start(yaml, env).await {
+                return g;
+            }
+        }
+        panic!("sluice did not start");
+    }
+
+    async fn try_start(yaml: &str, env: &[(&str, &str)]) -> Option<Gateway> {
+        let (port, admin_port) = (free_port(), free_port());
+        let path =
+            std::env::temp_dir().join(format!("sluice-test-{}-{port}.yaml", std::process::id()));
+        let text = format!(
+            "server:\n  listen: 127.0.0.1:{port}\n  admin_listen: 127.0.0.1:{admin_port}\n  threads: 2\n  grace_period: 10s\n  access_log: false\n{yaml}"
+        );
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.arg("--config")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        let mut g = Gateway {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            admin: SocketAddr::from(([127, 0, 0, 1], admin_port)),
+            _config: tempfile_lite::TempFile(path),
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = g.child.try_wait() {
+                return None; // e.g. a port taken between probe and bind
+            }
+            if let Ok(r) = get(g.admin, "/healthz").await {
+                if r.status == 200 && Conn::connect(g.addr).await.is_ok() {
+                    return Some(g);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = g.child.kill();
+        None
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    pub async fn metrics(&self) -> String {
+        String::from_utf8(get(self.admin, "/metrics").await.unwrap().body.to_vec()).unwrap()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn mock(options: MockOptions) -> MockServer {
+    MockServer::start(MockState::new(options).recording())
+        .await
+        .unwrap()
+}
+
+/// Provider + model YAML pointing `demo` at `mock` (upstream model `upstream-demo`).
+pub fn demo_config(mock: &MockServer, extra_provider: &str) -> String {
+    format!(
+        "providers:\n  up:\n    kind: openai_compatible\n    base_url: {}\n    forward_headers: [\"x-mock-*\"]\n{extra_provider}models:\n  demo:\n    targets: [ {{ provider: up, model: upstream-demo }} ]\n",
+        mock.base_url()
+    )
+}
+
+pub async fn get(
+    addr: SocketAddr,
+    path: &str,
+) -> Result<Response, sluice_perf::client::ClientError> {
+    let mut c = Conn::connect(addr).await?;
+    c.send(&build_request("GET", path, "localhost", &[], b""))
+        .await
+}
+
+pub async fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let mut c = Conn::connect(addr).await.unwrap();
+    let mut h = vec![("content-type", "application/json")];
+    h.extend_from_slice(headers);
+    c.send(&build_request("POST", path, "localhost", &h, body))
+        .await
+        .unwrap()
+}
+
+pub fn chat_body(model: &str, content: &str, stream: bool) -> Vec<u8> {
+    serde_json::json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": content}]})
+        .to_string()
+        .into_bytes()
+}
+
+/// `data:` payloads of an SSE body, in order.
+pub fn sse_data(body: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(body)
+        .split("\n\n")
+        .filter_map(|ev| ev.strip_prefix("data: ").map(str::to_string))
+        .collect()
+}
+
+pub fn error_json(r: &Response) -> serde_json::Value {
+    let v = r
+        .json()
+        .unwrap_or_else(|| panic!("not JSON: {:?}", String::from_utf8_lossy(&r.body)));
+    assert!(v["error"]["message"].is_string(), "no error.message: {v}");
+    assert!(v["error"]["type"].is_string(), "no error.type: {v}");
+    v
+}
