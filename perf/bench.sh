@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Direct-to-mock vs through Sluice, same machine, same run, N repetitions.
+# Sluice runs one worker pinned to core 0; mock and load generator share core 1.
+# Usage: perf/bench.sh [duration=10s] [connections=32] [reps=3] [body=perf/scenarios/chat-1k.json]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${1:-10s}; CONNS=${2:-32}; REPS=${3:-3}; BODY=${4:-perf/scenarios/chat-1k.json}
+cargo build --release --workspace --bins -q
+BIN=target/release
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+MOCK=$(port); GW=$(port); ADMIN=$(port)
+CFG=$(mktemp --suffix=.yaml)
+OUT=$(mktemp -d)
+cat > "$CFG" <<YAML
+server: { listen: 127.0.0.1:$GW, admin_listen: 127.0.0.1:$ADMIN, threads: 1, access_log: false }
+providers:
+  mock: { kind: openai_compatible, base_url: http://127.0.0.1:$MOCK/v1 }
+models:
+  demo: { targets: [ { provider: mock, model: demo } ] }
+YAML
+taskset -c 1 $BIN/sluice-mock --listen 127.0.0.1:$MOCK --threads 1 >/dev/null & MPID=$!
+taskset -c 0 $BIN/sluice --config "$CFG" 2>/dev/null & GPID=$!
+trap 'kill $MPID $GPID 2>/dev/null; rm -rf "$CFG" "$OUT"' EXIT
+sleep 1
+run() { taskset -c 1 $BIN/sluice-bench --url "http://127.0.0.1:$1/v1/chat/completions" --body "$BODY" -c "$CONNS" -d "$DUR" --warmup 2s --out "$OUT/$2.json" >/dev/null 2>&1; }
+for i in $(seq 1 "$REPS"); do
+  run "$MOCK" "direct-$i"
+  run "$GW" "sluice-$i"
+done
+python3 - "$OUT" "$REPS" <<'PY'
+import json, statistics, sys
+out, reps = sys.argv[1], int(sys.argv[2])
+def load(name): return [json.load(open(f"{out}/{name}-{i}.json")) for i in range(1, reps + 1)]
+rows = {n: load(n) for n in ("direct", "sluice")}
+med = lambda rs, f: statistics.median(f(r) for r in rs)
+print("| target | req/s | p50 µs | p99 µs | errors |")
+print("|---|---|---|---|---|")
+for n, rs in rows.items():
+    print(f"| {n} | {med(rs, lambda r: r['rps']):.0f} | {med(rs, lambda r: r['latency']['p50_us']):.0f} | "
+          f"{med(rs, lambda r: r['latency']['p99_us']):.0f} | {sum(sum(r['errors'].values()) for r in rs)} |")
+ratio = med(rows["sluice"], lambda r: r["rps"]) / med(rows["direct"], lambda r: r["rps"])
+print(f"\nsluice / direct req/s: {ratio:.2f} (medians of {reps} runs)")
+PY
