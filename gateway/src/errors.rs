@@ -30,6 +30,8 @@ pub enum GatewayError {
     UpstreamTimeout { provider: String, cause: String },
     #[error("Client closed the connection")]
     ClientGone,
+    #[error("Internal error: {0}")]
+    Internal(String),
 }
 
 impl GatewayError {
@@ -44,6 +46,7 @@ impl GatewayError {
             GatewayError::UpstreamTimeout { .. } => 504,
             // nginx's convention for "client went away"; never sent, only recorded.
             GatewayError::ClientGone => 499,
+            GatewayError::Internal(_) => 500,
         }
     }
 
@@ -60,6 +63,7 @@ impl GatewayError {
             GatewayError::UpstreamBroken { .. } => "upstream_broken",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
             GatewayError::ClientGone => "client_gone",
+            GatewayError::Internal(_) => "internal",
         }
     }
 
@@ -78,7 +82,7 @@ impl GatewayError {
             GatewayError::UpstreamConnect { .. } => ("server_error", Some("upstream_unreachable")),
             GatewayError::UpstreamBroken { .. } => ("server_error", Some("upstream_error")),
             GatewayError::UpstreamTimeout { .. } => ("server_error", Some("upstream_timeout")),
-            GatewayError::ClientGone => ("server_error", None),
+            GatewayError::ClientGone | GatewayError::Internal(_) => ("server_error", None),
         }
     }
 

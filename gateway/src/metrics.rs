@@ -15,6 +15,9 @@ pub struct Metrics {
     ttfb: HistogramVec,
     pub in_flight: IntGauge,
     errors: IntCounterVec,
+    /// Requests that never reached a target (bad input, unknown model…),
+    /// labelled `-` rather than with a raw client string.
+    pub unrouted: RouteMetrics,
 }
 
 /// Statuses with a pre-resolved counter; others fall back to a label lookup.
@@ -40,6 +43,29 @@ impl RouteMetrics {
                 .with_label_values(&[&self.model, &self.provider, &status.to_string()])
                 .inc(),
         }
+    }
+}
+
+fn route(
+    requests: &IntCounterVec,
+    duration: &HistogramVec,
+    upstream: &HistogramVec,
+    ttfb: &HistogramVec,
+    model: &str,
+    provider: &str,
+) -> RouteMetrics {
+    let labels = [model, provider];
+    RouteMetrics {
+        model: model.to_string(),
+        provider: provider.to_string(),
+        requests: requests.clone(),
+        by_status: COMMON
+            .iter()
+            .map(|s| requests.with_label_values(&[model, provider, &s.to_string()]))
+            .collect(),
+        duration: duration.with_label_values(&labels),
+        upstream: upstream.with_label_values(&labels),
+        ttfb: ttfb.with_label_values(&labels),
     }
 }
 
@@ -93,6 +119,7 @@ impl Metrics {
         registry.register(Box::new(ttfb.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(errors.clone()))?;
+        let unrouted = route(&requests, &duration, &upstream, &ttfb, "-", "-");
         Ok(Metrics {
             registry,
             requests,
@@ -101,26 +128,19 @@ impl Metrics {
             ttfb,
             in_flight,
             errors,
+            unrouted,
         })
     }
 
     pub fn route(&self, model: &str, provider: &str) -> RouteMetrics {
-        let labels = [model, provider];
-        RouteMetrics {
-            model: model.to_string(),
-            provider: provider.to_string(),
-            requests: self.requests.clone(),
-            by_status: COMMON
-                .iter()
-                .map(|s| {
-                    self.requests
-                        .with_label_values(&[model, provider, &s.to_string()])
-                })
-                .collect(),
-            duration: self.duration.with_label_values(&labels),
-            upstream: self.upstream.with_label_values(&labels),
-            ttfb: self.ttfb.with_label_values(&labels),
-        }
+        route(
+            &self.requests,
+            &self.duration,
+            &self.upstream,
+            &self.ttfb,
+            model,
+            provider,
+        )
     }
 
     pub fn error(&self, kind: &'static str) {

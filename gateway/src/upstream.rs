@@ -118,7 +118,8 @@ pub fn never_forward(name: &str) -> bool {
     )
 }
 
-pub struct Provider {
+/// Everything `compile` decides about a provider.
+pub struct ProviderSpec {
     pub name: String,
     pub kind: ProviderKind,
     pub base: BaseUrl,
@@ -130,7 +131,19 @@ pub struct Provider {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub forward: Vec<HeaderMatch>,
     pub ca: Option<Arc<pingora::protocols::tls::CaType>>,
+}
+
+/// A provider at run time: its spec plus the cached peer.
+pub struct Provider {
+    spec: ProviderSpec,
     peer: ArcSwapOption<CachedPeer>,
+}
+
+impl std::ops::Deref for Provider {
+    type Target = ProviderSpec;
+    fn deref(&self) -> &ProviderSpec {
+        &self.spec
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -147,30 +160,10 @@ struct CachedPeer {
     expires: Option<Instant>,
 }
 
-pub struct ProviderParts {
-    pub name: String,
-    pub kind: ProviderKind,
-    pub base: BaseUrl,
-    pub auth: Option<HeaderValue>,
-    pub unavailable: Option<String>,
-    pub timeouts: RuntimeTimeouts,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    pub forward: Vec<HeaderMatch>,
-    pub ca: Option<Arc<pingora::protocols::tls::CaType>>,
-}
-
 impl Provider {
-    pub fn new(p: ProviderParts) -> Provider {
+    pub fn new(spec: ProviderSpec) -> Provider {
         let provider = Provider {
-            name: p.name,
-            kind: p.kind,
-            base: p.base,
-            auth: p.auth,
-            unavailable: p.unavailable,
-            timeouts: p.timeouts,
-            headers: p.headers,
-            forward: p.forward,
-            ca: p.ca,
+            spec,
             peer: ArcSwapOption::empty(),
         };
         if let Ok(ip) = provider.base.host.parse::<IpAddr>() {
@@ -194,6 +187,15 @@ impl Provider {
         o.verify_hostname = true;
         o.ca = self.ca.clone();
         o.tcp_keepalive = None;
+        // Pingora pools by address and SNI only; without this, a provider with
+        // a private CA could reuse a connection another provider verified
+        // differently (or not at all). One pool per provider.
+        peer.group_key = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            self.name.hash(&mut h);
+            h.finish()
+        };
         Arc::new(peer)
     }
 

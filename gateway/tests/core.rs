@@ -419,3 +419,77 @@ async fn graceful_shutdown_finishes_the_stream_in_flight() {
     }
     assert!(status.expect("sluice did not exit").success());
 }
+
+/// The value of the first sample line starting with `prefix`.
+fn sample(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {prefix}\n{metrics}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_latency_and_stream_ttfb() {
+    let mock = mock(MockOptions::default()).await;
+    let gw = Gateway::start(&demo_config(&mock, ""), &[]).await;
+    for stream in [false, false, true] {
+        let r = post(
+            gw.addr,
+            "/v1/chat/completions",
+            &[("x-mock-ttft-ms", "20")],
+            &chat_body("demo", "x", stream),
+        )
+        .await;
+        assert_eq!(r.status, 200);
+    }
+    let r = post(
+        gw.addr,
+        "/v1/chat/completions",
+        &[],
+        &chat_body("nope", "x", false),
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    let m = gw.metrics().await;
+    let route = "{model=\"demo\",provider=\"up\"}";
+    assert_eq!(
+        sample(
+            &m,
+            "sluice_requests_total{model=\"demo\",provider=\"up\",status=\"200\"}"
+        ),
+        3.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "sluice_requests_total{model=\"-\",provider=\"-\",status=\"404\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&m, &format!("sluice_request_duration_seconds_count{route}")),
+        3.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            &format!("sluice_upstream_duration_seconds_count{route}")
+        ),
+        3.0
+    );
+    // Upstream time includes the mock's 20 ms time-to-first-token.
+    assert!(sample(&m, &format!("sluice_upstream_duration_seconds_sum{route}")) >= 0.06);
+    assert_eq!(
+        sample(&m, &format!("sluice_stream_ttfb_seconds_count{route}")),
+        1.0
+    );
+    assert!(sample(&m, &format!("sluice_stream_ttfb_seconds_sum{route}")) >= 0.02);
+    assert_eq!(sample(&m, "sluice_requests_in_flight"), 0.0);
+    assert_eq!(
+        sample(&m, "sluice_errors_total{kind=\"unknown_model\"}"),
+        1.0
+    );
+    assert!(m.contains("# TYPE sluice_request_duration_seconds histogram"));
+}

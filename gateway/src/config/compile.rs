@@ -13,7 +13,7 @@ use super::schema::{ProviderKind, ProviderSection, RawConfig};
 use super::{ConfigError, Problem, Source};
 use crate::metrics::Metrics;
 use crate::snapshot::{Model, Snapshot, Target};
-use crate::upstream::{BaseUrl, HeaderMatch, Provider, ProviderParts, RuntimeTimeouts};
+use crate::upstream::{BaseUrl, HeaderMatch, Provider, ProviderSpec, RuntimeTimeouts};
 
 struct Problems<'a> {
     src: &'a Source,
@@ -275,7 +275,7 @@ fn compile_provider(
     if p.list.len() > before {
         return None;
     }
-    Some(Provider::new(ProviderParts {
+    Some(Provider::new(ProviderSpec {
         name: name.to_string(),
         kind: s.kind,
         base: base?,

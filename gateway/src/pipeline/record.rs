@@ -10,15 +10,14 @@ pub fn record(metrics: &Metrics, method: &str, path: &str, ctx: &RequestCtx) {
         .model
         .as_ref()
         .and_then(|m| ctx.target.and_then(|i| m.targets.get(i)));
-    if let Some(t) = target {
-        t.metrics.count(ctx.status);
-        t.metrics.duration.observe(elapsed.as_secs_f64());
-        if let (Some(sent), Some(head)) = (ctx.upstream_sent_at, ctx.upstream_head_at) {
-            t.metrics.upstream.observe((head - sent).as_secs_f64());
-        }
-        if let (true, Some(first)) = (ctx.stream, ctx.first_body_at) {
-            t.metrics.ttfb.observe((first - ctx.start).as_secs_f64());
-        }
+    let m = target.map_or(&metrics.unrouted, |t| &t.metrics);
+    m.count(ctx.status);
+    m.duration.observe(elapsed.as_secs_f64());
+    if let (Some(sent), Some(head)) = (ctx.upstream_sent_at, ctx.upstream_head_at) {
+        m.upstream.observe((head - sent).as_secs_f64());
+    }
+    if let (true, Some(first)) = (ctx.stream, ctx.first_body_at) {
+        m.ttfb.observe((first - ctx.start).as_secs_f64());
     }
     if let Some(e) = &ctx.error {
         metrics.error(e.kind());

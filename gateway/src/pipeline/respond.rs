@@ -7,7 +7,8 @@ use pingora::proxy::Session;
 use crate::errors::GatewayError;
 
 pub async fn json(session: &mut Session, status: u16, body: Bytes) -> Result<(), GatewayError> {
-    let mut resp = ResponseHeader::build(status, Some(2)).map_err(|_| GatewayError::ClientGone)?;
+    let mut resp = ResponseHeader::build(status, Some(2))
+        .map_err(|e| GatewayError::Internal(format!("response head: {e}")))?;
     let _ = resp.insert_header(http::header::CONTENT_TYPE, "application/json");
     let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len());
     session

@@ -14,6 +14,8 @@ pub struct Gateway {
     pub child: Child,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    /// The port that replaced `{port}` in the extra server YAML, if any.
+    pub extra_port: u16,
     _config: tempfile_lite::TempFile,
 }
 
@@ -38,20 +40,31 @@ fn free_port() -> u16 {
 impl Gateway {
     /// Starts sluice with `yaml` (its `server:` section is generated; pass the rest).
     pub async fn start(yaml: &str, env: &[(&str, &str)]) -> Gateway {
+        Self::start_with_server("", yaml, env).await
+    }
+
+    /// Like `start`, with `server_extra` appended to the `server:` section;
+    /// `{port}` in it becomes a fresh free port (see `extra_port`).
+    pub async fn start_with_server(
+        server_extra: &str,
+        yaml: &str,
+        env: &[(&str, &str)],
+    ) -> Gateway {
         for _ in 0..5 {
-            if let Some(g) = Self::try_start(yaml, env).await {
+            if let Some(g) = Self::try_start(server_extra, yaml, env).await {
                 return g;
             }
         }
         panic!("sluice did not start");
     }
 
-    async fn try_start(yaml: &str, env: &[(&str, &str)]) -> Option<Gateway> {
-        let (port, admin_port) = (free_port(), free_port());
+    async fn try_start(server_extra: &str, yaml: &str, env: &[(&str, &str)]) -> Option<Gateway> {
+        let (port, admin_port, extra_port) = (free_port(), free_port(), free_port());
+        let server_extra = server_extra.replace("{port}", &extra_port.to_string());
         let path =
             std::env::temp_dir().join(format!("sluice-test-{}-{port}.yaml", std::process::id()));
         let text = format!(
-            "server:\n  listen: 127.0.0.1:{port}\n  admin_listen: 127.0.0.1:{admin_port}\n  threads: 2\n  grace_period: 10s\n  access_log: false\n{yaml}"
+            "server:\n  listen: 127.0.0.1:{port}\n  admin_listen: 127.0.0.1:{admin_port}\n  threads: 2\n  grace_period: 10s\n  access_log: false\n{server_extra}{yaml}"
         );
         std::fs::File::create(&path)
             .unwrap()
@@ -70,6 +83,7 @@ impl Gateway {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             admin: SocketAddr::from(([127, 0, 0, 1], admin_port)),
+            extra_port,
             _config: tempfile_lite::TempFile(path),
         };
         let deadline = Instant::now() + Duration::from_secs(15);
