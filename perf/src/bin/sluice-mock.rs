@@ -1,4 +1,5 @@
-//! Standalone mock LLM upstream (OpenAI wire format).
+//! Standalone mock LLM upstream speaking the OpenAI, Azure OpenAI, Anthropic
+//! Messages and Gemini wire formats (chosen by request path).
 
 use std::sync::Arc;
 
@@ -6,7 +7,19 @@ use clap::Parser;
 use sluice_perf::mock::{serve, MockOptions, MockState};
 
 #[derive(Parser)]
-#[command(name = "sluice-mock", about = "Fast, scriptable mock LLM provider")]
+#[command(
+    name = "sluice-mock",
+    about = "Fast, scriptable mock LLM provider (OpenAI, Azure OpenAI, Anthropic, Gemini)",
+    after_help = "Endpoints, chosen by path:\n  \
+        OpenAI     POST /v1/chat/completions, /v1/completions, /v1/embeddings; GET /v1/models\n  \
+        Azure      POST /openai/deployments/{deployment}/chat/completions|completions|embeddings?api-version=...\n  \
+        Anthropic  POST /v1/messages, /v1/messages/count_tokens (anthropic-version header required)\n  \
+        Gemini     POST /v1beta/models/{model}:generateContent, :streamGenerateContent?alt=sse,\n             \
+        :countTokens, :embedContent, :batchEmbedContents; GET /v1beta/models\n\n\
+        Per-request headers: x-mock-ttft-ms, x-mock-itl-ms, x-mock-tokens, x-mock-echo,\n\
+        x-mock-fault (status=N|reset|stall|malformed|truncate), x-mock-fault-after, x-mock-retry-after.\n\
+        Declared tools are called deterministically in every format."
+)]
 struct Cli {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:9000")]

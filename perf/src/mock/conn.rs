@@ -7,8 +7,10 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::common::{Ctx, Reply};
 use super::controls::{Controls, Fault};
-use super::openai::{self, Ctx, Reply};
+use super::format::Format;
+use super::openai;
 use super::{MockState, Recorded};
 use crate::http1::{self, BodyKind, ChunkedDecoder, MAX_HEAD};
 
@@ -20,7 +22,9 @@ struct Request {
     path: String,
     controls: Controls,
     close: bool,
-    authorized: bool,
+    format: Format,
+    /// Set when the format's auth or required-header check failed.
+    rejection: Option<Reply>,
     headers: Vec<(String, String)>,
     body: bytes::Bytes,
 }
@@ -33,7 +37,8 @@ pub async fn handle(mut stream: TcpStream, state: Arc<MockState>) {
             Ok(None) => return,
             Err(msg) => {
                 let reply = openai::error(400, msg, None);
-                let _ = write_reply(&mut stream, reply, &fault_free(&state), true).await;
+                let c = fault_free(&state);
+                let _ = write_reply(&mut stream, reply, &c, true, Format::OpenAi, &[]).await;
                 return;
             }
         };
@@ -49,26 +54,29 @@ pub async fn handle(mut stream: TcpStream, state: Arc<MockState>) {
         if !c.ttft.is_zero() {
             tokio::time::sleep(c.ttft).await;
         }
-        let reply = match c.fault {
-            Some(Fault::Reset) if c.fault_after == 0 => return reset(stream),
-            Some(Fault::Stall) if c.fault_after == 0 => return stall(stream).await,
-            Some(Fault::Status(code)) if c.fault_after == 0 => openai::error(
+        let id = state.next_id();
+        let fmt = req.format;
+        let reply = match (c.fault, req.rejection) {
+            (Some(Fault::Reset), _) if c.fault_after == 0 => return reset(stream),
+            (Some(Fault::Stall), _) if c.fault_after == 0 => return stall(stream).await,
+            (Some(Fault::Status(code)), _) if c.fault_after == 0 => fmt.error(
                 code,
                 &format!("Injected fault: status {code}"),
                 c.retry_after,
             ),
-            _ if !req.authorized => openai::error(401, "Incorrect API key provided.", None),
+            (_, Some(rejection)) => rejection,
             _ => {
                 let cx = Ctx {
                     state: &state,
                     controls: c,
-                    id: state.next_id(),
+                    id,
                     created: now_secs(),
                 };
-                openai::route(&req.method, &req.path, &req.body, &cx)
+                fmt.route(&req.method, &req.path, &req.body, &cx)
             }
         };
-        match write_reply(&mut stream, reply, c, req.close).await {
+        let extra = fmt.response_headers(id);
+        match write_reply(&mut stream, reply, c, req.close, fmt, &extra).await {
             Ok(true) if !req.close => continue,
             _ => return,
         }
@@ -102,7 +110,9 @@ async fn read_request(
                     .is_some_and(|v| v.eq_ignore_ascii_case(b"close"))
                     || parsed.version == Some(0);
                 let controls = Controls::from_headers(&state.options, parsed.headers);
-                let authorized = authorized(state, parsed.headers);
+                let format = Format::of_path(&path);
+                let rejection =
+                    format.admit(state.options.api_key.as_deref(), parsed.headers, &path);
                 let kind = http1::body_kind(parsed.headers).map_err(|_| "bad body framing")?;
                 let recorded_headers = if state.is_recording() {
                     parsed
@@ -125,7 +135,8 @@ async fn read_request(
                     path,
                     controls,
                     close,
-                    authorized,
+                    format,
+                    rejection,
                     headers: recorded_headers,
                     body,
                 }));
@@ -144,16 +155,6 @@ async fn read_request(
             Err(_) => return Ok(None),
         }
     }
-}
-
-fn authorized(state: &MockState, headers: &[httparse::Header<'_>]) -> bool {
-    let Some(key) = state.options.api_key.as_deref() else {
-        return true;
-    };
-    let bearer = http1::header(headers, "authorization")
-        .and_then(|v| v.strip_prefix(b"Bearer "))
-        .is_some_and(|v| v == key.as_bytes());
-    bearer || http1::header(headers, "api-key").is_some_and(|v| v == key.as_bytes())
 }
 
 async fn read_body(
@@ -206,10 +207,12 @@ fn reason(status: u16) -> &'static str {
         408 => "Request Timeout",
         413 => "Payload Too Large",
         429 => "Too Many Requests",
+        499 => "Client Closed Request",
         500 => "Internal Server Error",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
+        529 => "Overloaded",
         _ => "Status",
     }
 }
@@ -220,8 +223,14 @@ async fn write_reply(
     reply: Reply,
     c: &Controls,
     close: bool,
+    fmt: Format,
+    extra: &[(&'static str, String)],
 ) -> std::io::Result<bool> {
     let conn = if close { "close" } else { "keep-alive" };
+    let mut extra_head = String::new();
+    for (k, v) in extra {
+        extra_head.push_str(&format!("{k}: {v}\r\n"));
+    }
     match reply {
         Reply::Json {
             status,
@@ -244,6 +253,7 @@ async fn write_reply(
             for (k, v) in headers {
                 out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
             }
+            out.extend_from_slice(extra_head.as_bytes());
             out.extend_from_slice(b"\r\n");
             if c.fault == Some(Fault::Truncate) {
                 // Promise the whole body, deliver half, then hang up.
@@ -258,7 +268,12 @@ async fn write_reply(
         Reply::Stream {
             events,
             first_content,
-        } => write_stream(stream, events, first_content, c, conn).await,
+        } => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\nconnection: {conn}\r\n{extra_head}\r\n"
+            );
+            write_stream(stream, events, first_content, c, head, fmt).await
+        }
     }
 }
 
@@ -267,18 +282,16 @@ async fn write_stream(
     events: Vec<Vec<u8>>,
     first_content: usize,
     c: &Controls,
-    conn: &str,
+    head: String,
+    fmt: Format,
 ) -> std::io::Result<bool> {
-    let head = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\nconnection: {conn}\r\n\r\n"
-    );
     let fault_at = c
         .fault
         .map(|_| (first_content + c.fault_after).min(events.len()));
     let mut out = head.into_bytes();
     for (i, ev) in events.iter().enumerate() {
         if Some(i) == fault_at {
-            return stream_fault(stream, out, c).await;
+            return stream_fault(stream, out, c, fmt).await;
         }
         http1::write_chunk(&mut out, ev);
         // Pace token events; with no delay everything goes out in one write.
@@ -297,30 +310,28 @@ async fn stream_fault(
     stream: &mut TcpStream,
     mut out: Vec<u8>,
     c: &Controls,
+    fmt: Format,
 ) -> std::io::Result<bool> {
     match c.fault {
         Some(Fault::Status(code)) => {
-            let err = format!(
-                "data: {{\"error\":{{\"message\":\"Injected fault: status {code}\",\"type\":\"server_error\",\"param\":null,\"code\":null}}}}\n\n"
-            );
-            http1::write_chunk(&mut out, err.as_bytes());
+            http1::write_chunk(&mut out, &fmt.stream_error(code));
             out.extend_from_slice(http1::LAST_CHUNK);
             stream.write_all(&out).await?;
             Ok(true)
         }
         Some(Fault::Malformed) => {
-            http1::write_chunk(
-                &mut out,
-                b"data: {\"choices\": [{\"delta\": {\"content\n\nevent\x00: ???\n\n",
-            );
-            http1::write_chunk(&mut out, b"data: [DONE]\n\n");
+            http1::write_chunk(&mut out, fmt.malformed());
+            // The stream then ends normally, so only the bad line is at fault.
+            http1::write_chunk(&mut out, fmt.terminal());
             out.extend_from_slice(http1::LAST_CHUNK);
             stream.write_all(&out).await?;
             Ok(true)
         }
         Some(Fault::Truncate) => {
             // Half an event inside a chunk whose promised size never arrives.
-            out.extend_from_slice(b"40\r\ndata: {\"choices\":[{\"delta\":");
+            let partial = fmt.truncated();
+            out.extend_from_slice(format!("{:x}\r\n", partial.len() + 32).as_bytes());
+            out.extend_from_slice(partial);
             stream.write_all(&out).await?;
             let _ = stream.shutdown().await;
             Ok(false)

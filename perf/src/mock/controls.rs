@@ -6,7 +6,7 @@
 //! | `x-mock-itl-ms: N` | delay between streamed tokens |
 //! | `x-mock-tokens: N` | completion length |
 //! | `x-mock-echo: 1` | answer with the last user message |
-//! | `x-mock-fault: KIND` | `status=CODE`, `reset`, `stall`, `malformed`, `truncate` |
+//! | `x-mock-fault: KIND` | `status=CODE` (error in the called format's shape), `reset`, `stall`, `malformed`, `truncate` |
 //! | `x-mock-fault-after: N` | for streams: emit N tokens before the fault |
 //! | `x-mock-retry-after: S` | `Retry-After` on a `status=` fault |
 

@@ -1,12 +1,31 @@
-//! `sluice-mock`: a fast, scriptable OpenAI-compatible upstream.
+//! `sluice-mock`: a fast, scriptable LLM upstream speaking the OpenAI,
+//! Azure OpenAI, Anthropic Messages and Google Gemini wire formats.
 //!
-//! Written from OpenAI's public API reference. Per-request headers
-//! (`x-mock-*`, see [`controls`]) set latency, output length, echo and faults.
+//! Written from the providers' public API references, never from
+//! `sluice-providers`. The format is chosen by the request path:
+//!
+//! | format | endpoints |
+//! |---|---|
+//! | OpenAI | `POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings`; `GET /v1/models` |
+//! | Azure OpenAI | `POST /openai/deployments/{deployment}/chat/completions`, `/completions`, `/embeddings` (`?api-version=` required) |
+//! | Anthropic | `POST /v1/messages`, `/v1/messages/count_tokens` |
+//! | Gemini | `POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent?alt=sse`, `:countTokens`, `:embedContent`, `:batchEmbedContents`; `GET /v1beta/models` |
+//!
+//! Per-request headers (`x-mock-*`, see [`controls`]) set latency, output
+//! length, echo and faults in every format; errors, including injected
+//! `status=` faults, use the called format's own error shape. Tool calls
+//! follow one deterministic rule in every format (see `tools.rs`).
 
+mod anthropic;
+mod azure;
+mod common;
 mod conn;
 pub mod controls;
+mod format;
+mod gemini;
 mod openai;
 mod text;
+mod tools;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,13 +49,16 @@ pub struct MockOptions {
     /// Answer with the last user message instead of generated text.
     #[arg(long)]
     pub echo: bool,
-    /// Require `Authorization: Bearer <KEY>` (or `api-key`) on every request.
+    /// Require KEY in each format's credential header: `Authorization: Bearer`
+    /// (OpenAI), `api-key` (Azure), `x-api-key` (Anthropic), `x-goog-api-key`
+    /// or `?key=` (Gemini).
     #[arg(long = "api-key")]
     pub api_key: Option<String>,
-    /// Model ids listed by `GET /v1/models`.
+    /// Model ids listed by `GET /v1/models` and `GET /v1beta/models`.
     #[arg(long = "model", default_values_t = vec!["demo".to_string()])]
     pub models: Vec<String>,
-    /// Embedding size when the request does not set `dimensions`.
+    /// Embedding size when the request sets neither `dimensions` (OpenAI)
+    /// nor `outputDimensionality` (Gemini).
     #[arg(long = "dimensions", default_value_t = 16)]
     pub dimensions: usize,
 }
@@ -162,8 +184,14 @@ impl MockServer {
         Ok(MockServer { addr, state, task })
     }
 
+    /// OpenAI-style base URL (`…/v1`).
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
+    }
+
+    /// Scheme and authority only, for formats whose paths do not start at `/v1`.
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.addr)
     }
 }
 
