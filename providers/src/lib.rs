@@ -1,1 +1,23 @@
+//! Wire formats of LLM APIs and translation between them through one
+//! canonical model. No I/O, no clock, no randomness: ids and timestamps come
+//! from the caller, so output is deterministic.
 
+pub mod anthropic;
+pub mod canonical;
+pub mod codec;
+pub mod error;
+pub mod format;
+pub mod gemini;
+mod json;
+pub mod openai;
+pub mod sse;
+pub mod translate;
+
+pub use canonical::*;
+pub use codec::{
+    Codec, EncodeOptions, Encoded, Operation, ResponseMeta, StreamDecoder, StreamEncoder,
+};
+pub use error::{CodecError, ErrorKind, ProviderError};
+pub use format::Format;
+pub use sse::{SseEvent, SseParser};
+pub use translate::StreamTranslator;

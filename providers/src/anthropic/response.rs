@@ -1,0 +1,127 @@
+//! Anthropic Messages responses ⇄ canonical.
+
+use serde_json::{json, Value};
+
+use crate::canonical::*;
+use crate::codec::ResponseMeta;
+use crate::error::CodecError;
+use crate::json::*;
+
+const NAME: &str = "anthropic";
+
+pub fn finish_from(stop_reason: &str) -> FinishReason {
+    match stop_reason {
+        "end_turn" | "stop_sequence" => FinishReason::Stop,
+        "max_tokens" | "model_context_window_exceeded" => FinishReason::Length,
+        "tool_use" => FinishReason::ToolCalls,
+        "refusal" => FinishReason::ContentFilter,
+        other => FinishReason::Other(other.to_string()),
+    }
+}
+
+pub fn stop_reason(f: Option<&FinishReason>, stop_sequence: Option<&str>) -> &'static str {
+    match f {
+        Some(FinishReason::Length) => "max_tokens",
+        Some(FinishReason::ToolCalls) => "tool_use",
+        Some(FinishReason::ContentFilter) => "refusal",
+        _ if stop_sequence.is_some() => "stop_sequence",
+        _ => "end_turn",
+    }
+}
+
+/// Anthropic's `input_tokens` leaves out cached tokens; canonical counts all.
+pub fn usage_from(u: &Obj, input: Option<u64>) -> Usage {
+    let read = u64_at(u, "cache_read_input_tokens");
+    let created = u64_at(u, "cache_creation_input_tokens");
+    let input = input.unwrap_or_else(|| u64_at(u, "input_tokens"));
+    Usage {
+        prompt_tokens: input + read + created,
+        completion_tokens: u64_at(u, "output_tokens"),
+        cache_read_tokens: read,
+        cache_creation_tokens: created,
+    }
+}
+
+pub fn usage_json(u: &Usage) -> Value {
+    json!({
+        "input_tokens": u.prompt_tokens.saturating_sub(u.cache_read_tokens + u.cache_creation_tokens),
+        "output_tokens": u.completion_tokens,
+        "cache_creation_input_tokens": u.cache_creation_tokens,
+        "cache_read_input_tokens": u.cache_read_tokens,
+    })
+}
+
+pub fn decode(body: &[u8], meta: &ResponseMeta) -> Result<ChatResponse, CodecError> {
+    let o = upstream_object(body, NAME, "response")?;
+    let content = o
+        .get("content")
+        .and_then(Value::as_array)
+        .ok_or_else(|| upstream(NAME, "response", "no 'content' array"))?;
+    let mut text: Option<String> = None;
+    let mut tool_calls = Vec::new();
+    for b in content.iter().filter_map(Value::as_object) {
+        match str_at(b, "type") {
+            Some("text") => text
+                .get_or_insert_with(String::new)
+                .push_str(str_at(b, "text").unwrap_or("")),
+            Some("tool_use") => tool_calls.push(ToolCall {
+                id: str_at(b, "id").unwrap_or("").to_string(),
+                name: str_at(b, "name").unwrap_or("").to_string(),
+                arguments: b.get("input").map_or_else(|| "{}".into(), Value::to_string),
+            }),
+            _ => {}
+        }
+    }
+    let stop_sequence = str_at(&o, "stop_sequence").map(str::to_string);
+    Ok(ChatResponse {
+        id: str_at(&o, "id").map_or_else(|| meta.id.clone(), str::to_string),
+        model: str_at(&o, "model").unwrap_or("").to_string(),
+        created: meta.created,
+        choices: vec![Choice {
+            index: 0,
+            text,
+            tool_calls,
+            finish: str_at(&o, "stop_reason").map(finish_from),
+            stop_sequence,
+        }],
+        usage: o
+            .get("usage")
+            .and_then(Value::as_object)
+            .map(|u| usage_from(u, None)),
+    })
+}
+
+pub fn tool_input(arguments: &str) -> Value {
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => json!({}),
+    }
+}
+
+pub fn encode(r: &ChatResponse) -> Vec<u8> {
+    let choice = r.choices.first();
+    let mut content = Vec::new();
+    if let Some(c) = choice {
+        if let Some(t) = c.text.as_deref().filter(|t| !t.is_empty()) {
+            content.push(json!({"type": "text", "text": t}));
+        }
+        for t in &c.tool_calls {
+            content.push(
+                json!({"type": "tool_use", "id": t.id, "name": t.name, "input": tool_input(&t.arguments)}),
+            );
+        }
+    }
+    let stop_sequence = choice.and_then(|c| c.stop_sequence.as_deref());
+    json!({
+        "id": r.id,
+        "type": "message",
+        "role": "assistant",
+        "model": r.model,
+        "content": content,
+        "stop_reason": stop_reason(choice.and_then(|c| c.finish.as_ref()), stop_sequence),
+        "stop_sequence": stop_sequence,
+        "usage": usage_json(&r.usage.unwrap_or_default()),
+    })
+    .to_string()
+    .into_bytes()
+}

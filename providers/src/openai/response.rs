@@ -1,0 +1,155 @@
+//! OpenAI chat completion responses ⇄ canonical.
+
+use serde_json::{json, Map, Value};
+
+use crate::canonical::*;
+use crate::codec::ResponseMeta;
+use crate::error::CodecError;
+use crate::json::*;
+
+const NAME: &str = "openai";
+
+pub fn finish_from(s: &str) -> FinishReason {
+    match s {
+        "stop" => FinishReason::Stop,
+        "length" => FinishReason::Length,
+        "tool_calls" | "function_call" => FinishReason::ToolCalls,
+        "content_filter" => FinishReason::ContentFilter,
+        other => FinishReason::Other(other.to_string()),
+    }
+}
+
+pub fn finish_str(f: &FinishReason) -> &'static str {
+    match f {
+        FinishReason::Stop | FinishReason::Other(_) => "stop",
+        FinishReason::Length => "length",
+        FinishReason::ToolCalls => "tool_calls",
+        FinishReason::ContentFilter => "content_filter",
+    }
+}
+
+pub fn usage_from(u: &Obj) -> Usage {
+    let cached = u
+        .get("prompt_tokens_details")
+        .and_then(Value::as_object)
+        .map_or(0, |d| u64_at(d, "cached_tokens"));
+    Usage {
+        prompt_tokens: u64_at(u, "prompt_tokens"),
+        completion_tokens: u64_at(u, "completion_tokens"),
+        cache_read_tokens: cached,
+        cache_creation_tokens: 0,
+    }
+}
+
+pub fn usage_json(u: &Usage) -> Value {
+    json!({
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.prompt_tokens + u.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": u.cache_read_tokens},
+    })
+}
+
+pub fn decode(body: &[u8], meta: &ResponseMeta) -> Result<ChatResponse, CodecError> {
+    let o = upstream_object(body, NAME, "response")?;
+    let choices = o
+        .get("choices")
+        .and_then(Value::as_array)
+        .ok_or_else(|| upstream(NAME, "response", "no 'choices' array"))?;
+    let mut out = Vec::with_capacity(choices.len());
+    for (i, c) in choices.iter().enumerate() {
+        let c = c
+            .as_object()
+            .ok_or_else(|| upstream(NAME, "response", "a choice is not an object"))?;
+        let msg = c.get("message").and_then(Value::as_object);
+        let text = msg.and_then(|m| str_at(m, "content").or(str_at(m, "refusal")));
+        let tool_calls = msg
+            .and_then(|m| m.get("tool_calls"))
+            .and_then(Value::as_array)
+            .map(|calls| {
+                calls
+                    .iter()
+                    .filter_map(Value::as_object)
+                    .map(|call| {
+                        let f = call.get("function").and_then(Value::as_object);
+                        ToolCall {
+                            id: str_at(call, "id").unwrap_or("").to_string(),
+                            name: f.and_then(|f| str_at(f, "name")).unwrap_or("").to_string(),
+                            arguments: f
+                                .and_then(|f| str_at(f, "arguments"))
+                                .unwrap_or("")
+                                .to_string(),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(Choice {
+            index: c
+                .get("index")
+                .and_then(Value::as_u64)
+                .map_or(i as u32, |v| v as u32),
+            text: text.map(str::to_string),
+            tool_calls,
+            finish: str_at(c, "finish_reason").map(finish_from),
+            stop_sequence: None,
+        });
+    }
+    Ok(ChatResponse {
+        id: str_at(&o, "id").map_or_else(|| meta.id.clone(), str::to_string),
+        model: str_at(&o, "model").unwrap_or("").to_string(),
+        created: o
+            .get("created")
+            .and_then(Value::as_u64)
+            .unwrap_or(meta.created),
+        choices: out,
+        usage: o.get("usage").and_then(Value::as_object).map(usage_from),
+    })
+}
+
+pub fn encode(r: &ChatResponse) -> Vec<u8> {
+    let choices: Vec<Value> = r
+        .choices
+        .iter()
+        .map(|c| {
+            let mut m = Map::new();
+            m.insert("role".into(), json!("assistant"));
+            m.insert(
+                "content".into(),
+                match &c.text {
+                    Some(t) => json!(t),
+                    None if c.tool_calls.is_empty() => json!(""),
+                    None => Value::Null,
+                },
+            );
+            if !c.tool_calls.is_empty() {
+                m.insert(
+                    "tool_calls".into(),
+                    Value::Array(
+                        c.tool_calls
+                            .iter()
+                            .map(|t| json!({"id": t.id, "type": "function", "function": {"name": t.name, "arguments": t.arguments}}))
+                            .collect(),
+                    ),
+                );
+            }
+            m.insert("refusal".into(), Value::Null);
+            json!({
+                "index": c.index,
+                "message": m,
+                "logprobs": null,
+                "finish_reason": c.finish.as_ref().map(finish_str),
+            })
+        })
+        .collect();
+    let mut o = Map::new();
+    o.insert("id".into(), json!(r.id));
+    o.insert("object".into(), json!("chat.completion"));
+    o.insert("created".into(), json!(r.created));
+    o.insert("model".into(), json!(r.model));
+    o.insert("choices".into(), Value::Array(choices));
+    if let Some(u) = &r.usage {
+        o.insert("usage".into(), usage_json(u));
+    }
+    serde_json::to_vec(&Value::Object(o)).unwrap_or_default()
+}
