@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 use serde_json::json;
+use sluice_providers::{Format, ProviderError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -91,6 +92,26 @@ impl GatewayError {
         let (kind, code) = self.openai_type_and_code();
         let v = json!({"error": {"message": self.to_string(), "type": kind, "param": null, "code": code}});
         Bytes::from(v.to_string())
+    }
+
+    /// The error body in the client's API format.
+    pub fn body(&self, format: Format) -> Bytes {
+        match format {
+            Format::OpenAi => self.openai_body(),
+            other => Bytes::from(other.codec().encode_error(&self.provider_error())),
+        }
+    }
+
+    /// A terminal SSE event in the client's API format.
+    pub fn sse_event(&self, format: Format) -> Bytes {
+        match format {
+            Format::OpenAi => self.openai_sse_event(),
+            other => Bytes::from(other.codec().encode_stream_error(&self.provider_error())),
+        }
+    }
+
+    fn provider_error(&self) -> ProviderError {
+        ProviderError::new(self.status(), self.to_string()).with_code(self.kind())
     }
 
     /// The same error as a terminal SSE event, for faults after a stream began.

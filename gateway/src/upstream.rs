@@ -10,8 +10,11 @@ use http::{HeaderName, HeaderValue};
 use pingora::protocols::ALPN;
 use pingora::upstreams::peer::HttpPeer;
 
+use sluice_providers::{Format, Operation};
+
 use crate::config::schema::ProviderKind;
 use crate::errors::GatewayError;
+use crate::pipeline::Endpoint;
 
 const DNS_TTL: Duration = Duration::from_secs(30);
 
@@ -123,8 +126,15 @@ pub struct ProviderSpec {
     pub name: String,
     pub kind: ProviderKind,
     pub base: BaseUrl,
-    /// Pre-built `Authorization` value; `None` for keyless upstreams.
-    pub auth: Option<HeaderValue>,
+    /// The wire format the upstream speaks.
+    pub format: Format,
+    /// Credential headers, sent the provider's way; empty for keyless upstreams.
+    pub auth: Vec<(HeaderName, HeaderValue)>,
+    /// Azure's `api-version` query parameter.
+    pub api_version: Option<String>,
+    pub default_max_tokens: u32,
+    pub strict: bool,
+    pub quirks: Quirks,
     /// Why requests cannot be served (e.g. a missing key variable).
     pub unavailable: Option<String>,
     pub timeouts: RuntimeTimeouts,
@@ -143,6 +153,38 @@ impl std::ops::Deref for Provider {
     type Target = ProviderSpec;
     fn deref(&self) -> &ProviderSpec {
         &self.spec
+    }
+}
+
+/// OpenAI-compatible deviations, applied to the encoded request body.
+#[derive(Debug, Clone, Default)]
+pub struct Quirks {
+    pub drop_params: Vec<String>,
+    pub rename_params: Vec<(String, String)>,
+    pub stream_usage: bool,
+}
+
+impl Quirks {
+    pub fn edits_body(&self) -> bool {
+        !self.drop_params.is_empty() || !self.rename_params.is_empty()
+    }
+
+    pub fn apply(&self, body: Vec<u8>) -> Vec<u8> {
+        if !self.edits_body() {
+            return body;
+        }
+        let Ok(serde_json::Value::Object(mut o)) = serde_json::from_slice(&body) else {
+            return body;
+        };
+        for d in &self.drop_params {
+            o.remove(d);
+        }
+        for (from, to) in &self.rename_params {
+            if let Some(v) = o.remove(from) {
+                o.insert(to.clone(), v);
+            }
+        }
+        serde_json::to_vec(&o).unwrap_or(body)
     }
 }
 
@@ -235,6 +277,35 @@ impl Provider {
         GatewayError::UpstreamConnect {
             provider: self.name.clone(),
             cause,
+        }
+    }
+
+    /// Path and query of `endpoint` for `model`, below the base URL.
+    pub fn path(&self, endpoint: Endpoint, model: &str, stream: bool) -> String {
+        let base = &self.base.path;
+        if self.kind == ProviderKind::Azure {
+            let op = match endpoint {
+                Endpoint::Embeddings => "embeddings",
+                Endpoint::Completions => "completions",
+                _ => "chat/completions",
+            };
+            let v = self.api_version.as_deref().unwrap_or("");
+            return format!("{base}/openai/deployments/{model}/{op}?api-version={v}");
+        }
+        let codec = self.format.codec();
+        match endpoint {
+            Endpoint::Completions => format!("{base}/completions"),
+            Endpoint::Models => format!("{base}/models"),
+            Endpoint::CountTokens => format!("{base}/v1/messages/count_tokens"),
+            Endpoint::Embeddings => {
+                format!(
+                    "{base}{}",
+                    codec.path(Operation::Embed { batch: true }, model)
+                )
+            }
+            Endpoint::ChatCompletions | Endpoint::Messages => {
+                format!("{base}{}", codec.path(Operation::Chat { stream }, model))
+            }
         }
     }
 

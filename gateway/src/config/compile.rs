@@ -13,7 +13,8 @@ use super::schema::{ProviderKind, ProviderSection, RawConfig};
 use super::{ConfigError, Problem, Source};
 use crate::metrics::Metrics;
 use crate::snapshot::{Model, Snapshot, Target};
-use crate::upstream::{BaseUrl, HeaderMatch, Provider, ProviderSpec, RuntimeTimeouts};
+use crate::upstream::{BaseUrl, HeaderMatch, Provider, ProviderSpec, Quirks, RuntimeTimeouts};
+use sluice_providers::Format;
 
 struct Problems<'a> {
     src: &'a Source,
@@ -82,6 +83,17 @@ pub fn compile(
                 continue;
             };
             let upstream_model = t.model.clone().unwrap_or_else(|| name.clone());
+            let in_url = matches!(provider.kind, ProviderKind::Gemini | ProviderKind::Azure);
+            if in_url
+                && !upstream_model
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+            {
+                p.add(
+                    format!("{tpath}.model"),
+                    format!("\"{upstream_model}\" goes into the URL; use letters, digits, '-', '.' and '_' only"),
+                );
+            }
             let json = serde_json::to_string(&upstream_model).unwrap_or_default();
             targets.push(Target {
                 provider: provider.clone(),
@@ -165,7 +177,23 @@ fn check_server(raw: &RawConfig, p: &mut Problems<'_>) {
     }
 }
 
-const SUPPORTED: &str = "openai, openai_compatible, mock";
+/// The official SDKs' base URL per kind, used when `base_url` is left out.
+fn default_base(kind: ProviderKind) -> Option<&'static str> {
+    match kind {
+        ProviderKind::Openai => Some("https://api.openai.com/v1"),
+        ProviderKind::Anthropic => Some("https://api.anthropic.com"),
+        ProviderKind::Gemini => Some("https://generativelanguage.googleapis.com"),
+        _ => None,
+    }
+}
+
+fn format_of(kind: ProviderKind) -> Format {
+    match kind {
+        ProviderKind::Anthropic => Format::Anthropic,
+        ProviderKind::Gemini => Format::Gemini,
+        _ => Format::OpenAi,
+    }
+}
 
 fn compile_provider(
     name: &str,
@@ -175,16 +203,6 @@ fn compile_provider(
 ) -> Option<Provider> {
     let path = format!("providers.{name}");
     let before = p.list.len();
-    match s.kind {
-        ProviderKind::Openai | ProviderKind::OpenaiCompatible | ProviderKind::Mock => {}
-        other => p.add(
-            format!("{path}.kind"),
-            format!(
-                "kind '{}' is not supported yet (supported: {SUPPORTED})",
-                other.as_str()
-            ),
-        ),
-    }
     let base = if s.kind == ProviderKind::Mock {
         if s.base_url.is_some() {
             p.add(
@@ -198,7 +216,12 @@ fn compile_provider(
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9)));
         BaseUrl::parse(&format!("http://{addr}/v1")).ok()
     } else {
-        match s.base_url.as_deref().map(BaseUrl::parse) {
+        match s
+            .base_url
+            .as_deref()
+            .or(default_base(s.kind))
+            .map(BaseUrl::parse)
+        {
             Some(Ok(b)) => Some(b),
             Some(Err(e)) => {
                 p.add(format!("{path}.base_url"), e);
@@ -219,36 +242,68 @@ fn compile_provider(
             "only a provider of kind 'mock' takes mock settings",
         );
     }
-    if s.kind == ProviderKind::Openai && s.api_key.is_none() {
+    let needs_key = !matches!(s.kind, ProviderKind::OpenaiCompatible | ProviderKind::Mock);
+    if needs_key && s.api_key.is_none() {
         p.add(
             format!("{path}.api_key"),
-            "kind 'openai' needs api_key: ${OPENAI_API_KEY}",
+            format!("kind '{}' needs api_key: ${{ENV_VAR}}", s.kind.as_str()),
+        );
+    }
+    if s.kind == ProviderKind::Azure && s.api_version.is_none() {
+        p.add(
+            format!("{path}.api_version"),
+            "kind 'azure' needs api_version, e.g. 2024-10-21",
+        );
+    }
+    if s.api_version.is_some() && !matches!(s.kind, ProviderKind::Azure | ProviderKind::Anthropic) {
+        p.add(
+            format!("{path}.api_version"),
+            "only kinds 'azure' and 'anthropic' take api_version",
+        );
+    }
+    let quirky = !s.quirks.drop_params.is_empty() || !s.quirks.rename_params.is_empty();
+    if quirky && format_of(s.kind) != Format::OpenAi {
+        p.add(
+            format!("{path}.quirks"),
+            "quirks apply to OpenAI-format providers only",
         );
     }
     let mut unavailable = None;
-    let auth = match s.api_key.as_ref().map(|r| r.resolve()) {
-        None => None,
-        Some(Ok(secret)) => match HeaderValue::from_str(&format!("Bearer {}", secret.expose())) {
-            Ok(mut v) => {
-                v.set_sensitive(true);
-                Some(v)
-            }
-            Err(_) => {
-                p.add(
+    let mut auth = Vec::new();
+    match s.api_key.as_ref().map(|r| r.resolve()) {
+        None => {}
+        Some(Ok(secret)) => {
+            let (name, value) = match s.kind {
+                ProviderKind::Anthropic => ("x-api-key", secret.expose().to_string()),
+                ProviderKind::Gemini => ("x-goog-api-key", secret.expose().to_string()),
+                ProviderKind::Azure => ("api-key", secret.expose().to_string()),
+                _ => ("authorization", format!("Bearer {}", secret.expose())),
+            };
+            match HeaderValue::from_str(&value) {
+                Ok(mut v) => {
+                    v.set_sensitive(true);
+                    auth.push((HeaderName::from_static(name), v));
+                }
+                Err(_) => p.add(
                     format!("{path}.api_key"),
                     "the key's value is not a valid header value",
-                );
-                None
+                ),
             }
-        },
+        }
         Some(Err(var)) => {
             unavailable = Some(format!(
                 "environment variable {var} is not set (provider '{name}')"
             ));
-            None
         }
-    };
+    }
     let mut headers = Vec::new();
+    if s.kind == ProviderKind::Anthropic {
+        let v = s.api_version.as_deref().unwrap_or("2023-06-01");
+        match HeaderValue::from_str(v) {
+            Ok(v) => headers.push((HeaderName::from_static("anthropic-version"), v)),
+            Err(_) => p.add(format!("{path}.api_version"), "not a valid header value"),
+        }
+    }
     for (k, v) in &s.headers {
         match (
             HeaderName::from_bytes(k.as_bytes()),
@@ -278,8 +333,22 @@ fn compile_provider(
     Some(Provider::new(ProviderSpec {
         name: name.to_string(),
         kind: s.kind,
+        format: format_of(s.kind),
         base: base?,
         auth,
+        api_version: s.api_version.clone(),
+        default_max_tokens: s.default_max_tokens.unwrap_or(4096),
+        strict: s.strict,
+        quirks: Quirks {
+            drop_params: s.quirks.drop_params.clone(),
+            rename_params: s
+                .quirks
+                .rename_params
+                .iter()
+                .map(|(a, b)| (a.clone(), b.clone()))
+                .collect(),
+            stream_usage: s.quirks.stream_usage,
+        },
         unavailable,
         timeouts: RuntimeTimeouts {
             connect: t.connect.0,

@@ -118,6 +118,34 @@ pub struct ProviderSection {
     pub tls: Option<UpstreamTls>,
     /// Behaviour of the embedded mock (`kind: mock` only).
     pub mock: Option<MockSection>,
+    /// Azure: the `api-version` query parameter (required). Anthropic: the
+    /// `anthropic-version` header (default 2023-06-01).
+    pub api_version: Option<String>,
+    /// `max_tokens` sent when a client gave none and the target requires
+    /// one (Anthropic). Default 4096.
+    pub default_max_tokens: Option<u32>,
+    /// Refuse (400) requests with fields this provider's format cannot
+    /// express, instead of dropping them and saying so in
+    /// `x-sluice-dropped-params`.
+    #[serde(default)]
+    pub strict: bool,
+    /// How an OpenAI-compatible server departs from OpenAI, as data.
+    #[serde(default)]
+    pub quirks: Quirks,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quirks {
+    /// Request fields removed before sending (e.g. `[seed, logprobs]`).
+    #[serde(default)]
+    pub drop_params: Vec<String>,
+    /// Request fields renamed before sending (e.g. `{max_tokens: max_completion_tokens}`).
+    #[serde(default)]
+    pub rename_params: BTreeMap<String, String>,
+    /// The server understands `stream_options.include_usage` (default true).
+    #[serde(default = "yes")]
+    pub stream_usage: bool,
 }
 
 #[derive(Debug, Deserialize)]

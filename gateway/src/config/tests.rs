@@ -62,11 +62,18 @@ fn missing_key_variable_makes_models_unavailable_not_fatal() {
 }
 
 #[test]
-fn unsupported_kinds_and_policies_are_errors_not_ignored() {
-    let e = compile_text("providers:\n  a:\n    kind: anthropic\n    base_url: https://x\n")
+fn provider_kind_rules_and_unsupported_policies_are_errors() {
+    let e = compile_text("providers:\n  a:\n    kind: anthropic\n    base_url: https://x\n  z:\n    kind: azure\n    base_url: https://r.openai.azure.com\n    api_key: ${K}\n  v:\n    kind: openai_compatible\n    base_url: http://v/v1\n    api_version: x\n")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("providers.a.api_key: kind 'anthropic' needs api_key"), "{e}");
+    assert!(e.contains("providers.z.api_version: kind 'azure' needs api_version"), "{e}");
+    assert!(e.contains("providers.v.api_version: only kinds"), "{e}");
+    let e = compile_text("providers:\n  g:\n    kind: gemini\n    api_key: ${K}\nmodels:\n  m:\n    targets: [ { provider: g, model: \"a/../b?x\" } ]\n")
         .err()
         .unwrap();
-    assert!(e.to_string().contains("not supported yet"), "{e}");
+    assert!(e.to_string().contains("goes into the URL"), "{e}");
     let e = compile_text("models:\n  m:\n    balance: latency\n    targets: []\n")
         .err()
         .unwrap();

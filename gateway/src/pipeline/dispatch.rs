@@ -20,10 +20,10 @@ pub fn request_header(
     client: &RequestHeader,
     provider: &Provider,
     endpoint: Endpoint,
+    path: &str,
     body_len: usize,
     stream: bool,
 ) -> Result<Box<RequestHeader>, GatewayError> {
-    let path = format!("{}{}", provider.base.path, endpoint.upstream_path());
     let method = if endpoint == Endpoint::Models {
         "GET"
     } else {
@@ -50,8 +50,8 @@ pub fn request_header(
     };
     req.insert_header(http::header::ACCEPT, accept)
         .map_err(internal)?;
-    if let Some(auth) = &provider.auth {
-        req.insert_header(http::header::AUTHORIZATION, auth.clone())
+    for (name, value) in &provider.auth {
+        req.insert_header(name.clone(), value.clone())
             .map_err(internal)?;
     }
     if !provider.forward.is_empty() {

@@ -8,11 +8,14 @@ mod read;
 pub mod record;
 mod relay;
 mod respond;
+mod transcode;
+mod translate;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use pingora::proxy::Session;
+use sluice_providers::Format;
 
 use crate::errors::GatewayError;
 use crate::proxy::Gateway;
@@ -24,6 +27,8 @@ pub struct RequestCtx {
     pub snapshot: Arc<Snapshot>,
     pub start: Instant,
     pub endpoint: Option<Endpoint>,
+    /// The client's API format: errors are rendered in it.
+    pub inbound: Format,
     pub model: Option<Arc<Model>>,
     pub target: Option<usize>,
     pub stream: bool,
@@ -53,6 +58,7 @@ impl RequestCtx {
             snapshot,
             start: Instant::now(),
             endpoint: None,
+            inbound: Format::OpenAi,
             model: None,
             target: None,
             stream: false,
@@ -83,7 +89,7 @@ pub async fn handle(
     let started = session.response_written().is_some();
     if !started && !matches!(err, GatewayError::ClientGone) {
         ctx.status = err.status();
-        respond::error(session, &err).await;
+        respond::error(session, &err, ctx.inbound).await;
     }
     let cut_short = started && !ctx.mid_stream_error && !matches!(err, GatewayError::ClientGone);
     if matches!(err, GatewayError::ClientGone) {
@@ -106,8 +112,10 @@ async fn serve(
     ctx: &mut RequestCtx,
 ) -> Result<(), GatewayError> {
     let req = session.req_header();
+    ctx.inbound = Endpoint::format_of_path(req.uri.path());
     let endpoint = read::endpoint(&req.method, req.uri.path())?;
     ctx.endpoint = Some(endpoint);
+    ctx.inbound = endpoint.format();
     let snapshot = ctx.snapshot.clone();
     if endpoint == Endpoint::Models {
         ctx.status = 200;
@@ -127,8 +135,12 @@ async fn serve(
     ctx.model = Some(model.clone());
     let (index, target) = model.pick()?;
     ctx.target = Some(index);
-    let upstream_body =
-        probe::swap_model(&body, probe.model_span.clone(), &target.upstream_model_json);
+    if endpoint == Endpoint::CountTokens && target.provider.format != Format::Anthropic {
+        ctx.status = 200;
+        let out = translate::count_tokens(&body)?;
+        return respond::json(session, 200, out).await;
+    }
+    let prepared = translate::prepare(endpoint, &body, &probe, target)?;
     drop(probe);
     let provider = &target.provider;
     let deadline = tokio::time::Instant::from_std(ctx.start + provider.timeouts.total);
@@ -138,38 +150,51 @@ async fn serve(
         session.req_header(),
         provider,
         endpoint,
-        upstream_body.len(),
+        &prepared.path,
+        prepared.body.len(),
         ctx.stream,
     )?;
     ctx.upstream_sent_at = Some(Instant::now());
     let opened = tokio::select! {
-        r = tokio::time::timeout_at(deadline, dispatch::open(gw, &peer, provider, head, upstream_body)) => r,
+        r = tokio::time::timeout_at(deadline, dispatch::open(gw, &peer, provider, head, prepared.body)) => r,
         _ = relay::client_gone(session) => return Err(GatewayError::ClientGone),
     };
     let mut up = opened.map_err(|_| total_timeout(provider))??;
     ctx.upstream_head_at = Some(Instant::now());
-    let resp = relay::response_header(&up, provider)?;
-    ctx.status = resp.status.as_u16();
-    let is_sse = resp
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    session
-        .write_response_header(resp, false)
+    let inbound = ctx.inbound;
+    let mut is_sse = ctx.stream;
+    let relayed = if prepared.plan == translate::Plan::Passthrough {
+        let resp = relay::response_header(&up, provider)?;
+        ctx.status = resp.status.as_u16();
+        is_sse = resp
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        session
+            .write_response_header(resp, false)
+            .await
+            .map_err(|_| GatewayError::ClientGone)?;
+        tokio::time::timeout_at(
+            deadline,
+            relay::body(session, &mut up, provider, ctx, is_sse, inbound),
+        )
         .await
-        .map_err(|_| GatewayError::ClientGone)?;
-    let relayed = tokio::time::timeout_at(
-        deadline,
-        relay::body(session, &mut up, provider, ctx, is_sse),
-    )
-    .await;
+    } else {
+        let relay = transcode::Relay {
+            provider,
+            plan: prepared.plan,
+            inbound,
+            dropped: prepared.dropped.as_deref(),
+        };
+        tokio::time::timeout_at(deadline, relay.run(session, &mut up, ctx)).await
+    };
     let result = match relayed {
         Ok(r) => r,
         Err(_) => {
             let err = total_timeout(provider);
-            if is_sse {
+            if is_sse && session.response_written().is_some() {
                 let _ = session
-                    .write_response_body(Some(err.openai_sse_event()), true)
+                    .write_response_body(Some(err.sse_event(inbound)), true)
                     .await;
                 ctx.mid_stream_error = true;
             }

@@ -115,19 +115,21 @@ pub fn probe(endpoint: Endpoint, body: &[u8]) -> Result<Probe<'_>, GatewayError>
     let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
     let model_span = start..start + raw.get().len();
     match endpoint {
-        Endpoint::ChatCompletions => match f.messages {
-            None => {
-                return Err(GatewayError::BadRequest(
-                    "Missing required parameter: 'messages'".into(),
-                ))
+        Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::CountTokens => {
+            match f.messages {
+                None => {
+                    return Err(GatewayError::BadRequest(
+                        "Missing required parameter: 'messages'".into(),
+                    ))
+                }
+                Some(0) => {
+                    return Err(GatewayError::BadRequest(
+                        "'messages' must contain at least one message".into(),
+                    ))
+                }
+                Some(_) => {}
             }
-            Some(0) => {
-                return Err(GatewayError::BadRequest(
-                    "'messages' must contain at least one message".into(),
-                ))
-            }
-            Some(_) => {}
-        },
+        }
         Endpoint::Completions if f.prompt.is_none() => {
             return Err(GatewayError::BadRequest(
                 "Missing required parameter: 'prompt'".into(),

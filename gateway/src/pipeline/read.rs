@@ -2,6 +2,7 @@
 
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
+use sluice_providers::Format;
 
 use crate::errors::GatewayError;
 
@@ -11,21 +12,34 @@ pub enum Endpoint {
     Completions,
     Embeddings,
     Models,
+    /// Anthropic Messages inbound.
+    Messages,
+    CountTokens,
 }
 
 impl Endpoint {
-    /// Path below the provider's base URL.
-    pub fn upstream_path(self) -> &'static str {
+    pub fn can_stream(self) -> bool {
+        matches!(
+            self,
+            Endpoint::ChatCompletions | Endpoint::Completions | Endpoint::Messages
+        )
+    }
+
+    /// The API format the client speaks on this endpoint.
+    pub fn format(self) -> Format {
         match self {
-            Endpoint::ChatCompletions => "/chat/completions",
-            Endpoint::Completions => "/completions",
-            Endpoint::Embeddings => "/embeddings",
-            Endpoint::Models => "/models",
+            Endpoint::Messages | Endpoint::CountTokens => Format::Anthropic,
+            _ => Format::OpenAi,
         }
     }
 
-    pub fn can_stream(self) -> bool {
-        matches!(self, Endpoint::ChatCompletions | Endpoint::Completions)
+    /// The format from the path alone, for errors raised before routing.
+    pub fn format_of_path(path: &str) -> Format {
+        if path.starts_with("/v1/messages") {
+            Format::Anthropic
+        } else {
+            Format::OpenAi
+        }
     }
 }
 
@@ -36,6 +50,8 @@ pub fn endpoint(method: &http::Method, path: &str) -> Result<Endpoint, GatewayEr
         "/v1/completions" => (Endpoint::Completions, "POST"),
         "/v1/embeddings" => (Endpoint::Embeddings, "POST"),
         "/v1/models" => (Endpoint::Models, "GET"),
+        "/v1/messages" => (Endpoint::Messages, "POST"),
+        "/v1/messages/count_tokens" => (Endpoint::CountTokens, "POST"),
         _ => {
             return Err(GatewayError::NotFound(format!(
                 "Unknown request URL: {path}"

@@ -76,6 +76,7 @@ pub async fn body(
     provider: &Provider,
     ctx: &mut RequestCtx,
     is_sse: bool,
+    format: sluice_providers::Format,
 ) -> Result<(), GatewayError> {
     up.set_read_timeout(Some(provider.timeouts.idle));
     let mut events = is_sse.then(EventSplitter::default);
@@ -110,7 +111,7 @@ pub async fn body(
                 let err = upstream_error(provider, &e, "reading the response body");
                 if is_sse {
                     // The fault is reported in-band; the stream itself ends cleanly.
-                    let _ = write(session, ctx, err.openai_sse_event()).await;
+                    let _ = write(session, ctx, err.sse_event(format)).await;
                     let _ = session.write_response_body(None, true).await;
                     ctx.mid_stream_error = true;
                 }
@@ -124,7 +125,7 @@ pub async fn body(
         .map_err(|_| GatewayError::ClientGone)
 }
 
-async fn write(
+pub(super) async fn write(
     session: &mut Session,
     ctx: &mut RequestCtx,
     bytes: Bytes,

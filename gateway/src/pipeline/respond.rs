@@ -22,10 +22,10 @@ pub async fn json(session: &mut Session, status: u16, body: Bytes) -> Result<(),
 }
 
 /// Renders `err` in the inbound API's error shape.
-pub async fn error(session: &mut Session, err: &GatewayError) {
+pub async fn error(session: &mut Session, err: &GatewayError, format: sluice_providers::Format) {
     if matches!(err, GatewayError::BodyTooLarge { .. }) {
         // The rest of the body may be unread: don't reuse this connection.
         session.set_keepalive(None);
     }
-    let _ = json(session, err.status(), err.openai_body()).await;
+    let _ = json(session, err.status(), err.body(format)).await;
 }

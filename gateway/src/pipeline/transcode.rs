@@ -1,0 +1,208 @@
+//! Stage `relay` for translated responses: errors and whole bodies are
+//! re-rendered in the client's format; streams go event by event through
+//! a `StreamTranslator`, each client event written as soon as it is complete.
+
+use bytes::{Bytes, BytesMut};
+use pingora::http::ResponseHeader;
+use pingora::protocols::http::client::HttpSession;
+use pingora::proxy::Session;
+use sluice_providers::{Format, StreamTranslator};
+
+use super::dispatch::upstream_error;
+use super::relay::{client_gone, write};
+use super::translate::{self, Plan};
+use super::RequestCtx;
+use crate::errors::GatewayError;
+use crate::upstream::Provider;
+
+/// Bound on an upstream body held whole for translation.
+const MAX_HELD_BODY: usize = 64 << 20;
+/// Bound on one upstream stream event.
+const MAX_EVENT: usize = 1 << 20;
+
+pub struct Relay<'a> {
+    pub provider: &'a Provider,
+    pub plan: Plan,
+    pub inbound: Format,
+    pub dropped: Option<&'a str>,
+}
+
+impl Relay<'_> {
+    fn head(
+        &self,
+        status: u16,
+        content_type: &str,
+        up: &HttpSession,
+    ) -> Result<Box<ResponseHeader>, GatewayError> {
+        let internal =
+            |e: Box<pingora::Error>| GatewayError::Internal(format!("response head: {e}"));
+        let mut h = ResponseHeader::build(status, Some(6)).map_err(internal)?;
+        h.insert_header(http::header::CONTENT_TYPE, content_type)
+            .map_err(internal)?;
+        h.insert_header("x-sluice-provider", self.provider.name.as_str())
+            .map_err(internal)?;
+        if let Some(d) = self.dropped {
+            h.insert_header("x-sluice-dropped-params", d)
+                .map_err(internal)?;
+        }
+        // Rate-limit hints stay meaningful across formats.
+        if let Some(head) = up.response_header() {
+            for name in ["retry-after", "x-request-id", "request-id"] {
+                if let Some(v) = head.headers.get(name) {
+                    h.insert_header(name, v.clone()).map_err(internal)?;
+                }
+            }
+        }
+        Ok(Box::new(h))
+    }
+
+    /// Relays the whole response; the upstream head has been read.
+    pub async fn run(
+        &self,
+        session: &mut Session,
+        up: &mut HttpSession,
+        ctx: &mut RequestCtx,
+    ) -> Result<(), GatewayError> {
+        let status = up.response_header().map_or(502, |h| h.status.as_u16());
+        ctx.status = status;
+        let is_sse = up.response_header().is_some_and(|h| {
+            h.headers
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+        });
+        if !(200..300).contains(&status) || !ctx.stream || !is_sse {
+            let body = self.read_all(session, up).await?;
+            let out = if (200..300).contains(&status) {
+                if ctx.stream {
+                    return Err(GatewayError::UpstreamBroken {
+                        provider: self.provider.name.clone(),
+                        cause: "asked for a stream, got a plain body".into(),
+                    });
+                }
+                translate::response_body(self.plan, self.inbound, &body, self.provider)?
+            } else {
+                translate::error_body(self.provider.format, self.inbound, status, &body)
+            };
+            let mut head = self.head(status, "application/json", up)?;
+            let _ = head.insert_header(http::header::CONTENT_LENGTH, out.len());
+            session
+                .write_response_header(head, false)
+                .await
+                .map_err(|_| GatewayError::ClientGone)?;
+            write(session, ctx, out).await?;
+            return session
+                .write_response_body(None, true)
+                .await
+                .map_err(|_| GatewayError::ClientGone);
+        }
+        self.stream(session, up, ctx).await
+    }
+
+    async fn read_all(
+        &self,
+        session: &mut Session,
+        up: &mut HttpSession,
+    ) -> Result<Bytes, GatewayError> {
+        up.set_read_timeout(Some(self.provider.timeouts.idle));
+        let mut buf = BytesMut::new();
+        loop {
+            let chunk = tokio::select! {
+                c = up.read_response_body() => c,
+                _ = client_gone(session) => return Err(GatewayError::ClientGone),
+            };
+            match chunk {
+                Ok(Some(b)) => {
+                    if buf.len() + b.len() > MAX_HELD_BODY {
+                        return Err(GatewayError::UpstreamBroken {
+                            provider: self.provider.name.clone(),
+                            cause: format!("response body over {MAX_HELD_BODY} bytes"),
+                        });
+                    }
+                    buf.extend_from_slice(&b);
+                }
+                Ok(None) => return Ok(buf.freeze()),
+                Err(e) => {
+                    return Err(upstream_error(
+                        self.provider,
+                        &e,
+                        "reading the response body",
+                    ))
+                }
+            }
+        }
+    }
+
+    async fn stream(
+        &self,
+        session: &mut Session,
+        up: &mut HttpSession,
+        ctx: &mut RequestCtx,
+    ) -> Result<(), GatewayError> {
+        let Plan::Chat {
+            upstream,
+            include_usage,
+        } = self.plan
+        else {
+            return Err(GatewayError::Internal("stream without a chat plan".into()));
+        };
+        let mut head = self.head(200, "text/event-stream", up)?;
+        let _ = head.insert_header(http::header::CACHE_CONTROL, "no-cache");
+        session
+            .write_response_header(head, false)
+            .await
+            .map_err(|_| GatewayError::ClientGone)?;
+        let mut tr = StreamTranslator::new(
+            upstream.codec().stream_decoder(&translate::meta()),
+            self.inbound.codec().stream_encoder(include_usage),
+            MAX_EVENT,
+        );
+        up.set_read_timeout(Some(self.provider.timeouts.idle));
+        let mut out = Vec::with_capacity(4096);
+        loop {
+            let chunk = tokio::select! {
+                c = up.read_response_body() => c,
+                _ = client_gone(session) => return Err(GatewayError::ClientGone),
+            };
+            let (fed, end) = match chunk {
+                Ok(Some(b)) => (tr.feed(&b, &mut out), false),
+                Ok(None) => (tr.finish(&mut out), true),
+                Err(e) => {
+                    let err = upstream_error(self.provider, &e, "reading the response body");
+                    return self.fail(session, ctx, out, err).await;
+                }
+            };
+            if let Err(e) = fed {
+                let err = GatewayError::UpstreamBroken {
+                    provider: self.provider.name.clone(),
+                    cause: e.to_string(),
+                };
+                return self.fail(session, ctx, out, err).await;
+            }
+            if !out.is_empty() {
+                write(session, ctx, Bytes::from(std::mem::take(&mut out))).await?;
+            }
+            if end {
+                break;
+            }
+        }
+        session
+            .write_response_body(None, true)
+            .await
+            .map_err(|_| GatewayError::ClientGone)
+    }
+
+    /// Ends the client's stream with what was translated and one terminal error event.
+    async fn fail(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        mut out: Vec<u8>,
+        err: GatewayError,
+    ) -> Result<(), GatewayError> {
+        out.extend_from_slice(&err.sse_event(self.inbound));
+        let _ = write(session, ctx, Bytes::from(out)).await;
+        let _ = session.write_response_body(None, true).await;
+        ctx.mid_stream_error = true;
+        Err(err)
+    }
+}

@@ -1,0 +1,207 @@
+//! Stages `decode` + `encode` when the client's format differs from the
+//! upstream's: requests re-encoded per target, responses and errors
+//! translated back. Same-format traffic never comes here.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde_json::json;
+use sluice_providers::{CodecError, EncodeOptions, Format, ProviderError, ResponseMeta};
+
+use super::probe::{swap_model, Probe};
+use super::read::Endpoint;
+use crate::errors::GatewayError;
+use crate::snapshot::Target;
+use crate::upstream::Provider;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Same format: the body went up with only the model swapped.
+    Passthrough,
+    Chat {
+        upstream: Format,
+        include_usage: bool,
+    },
+    Embed {
+        upstream: Format,
+        base64: bool,
+    },
+}
+
+pub struct Prepared {
+    pub body: Bytes,
+    pub path: String,
+    pub plan: Plan,
+    /// Request fields the target could not express (`x-sluice-dropped-params`).
+    pub dropped: Option<String>,
+}
+
+fn bad_request(e: CodecError) -> GatewayError {
+    GatewayError::BadRequest(e.to_string())
+}
+
+pub fn prepare(
+    endpoint: Endpoint,
+    body: &Bytes,
+    probe: &Probe<'_>,
+    target: &Target,
+) -> Result<Prepared, GatewayError> {
+    let provider = &target.provider;
+    let inbound = endpoint.format();
+    let upstream = provider.format;
+    let path = provider.path(endpoint, &target.upstream_model, probe.stream);
+    if inbound == upstream {
+        let mut out = swap_model(body, probe.model_span.clone(), &target.upstream_model_json);
+        if provider.quirks.edits_body() {
+            out = Bytes::from(provider.quirks.apply(out.to_vec()));
+        }
+        return Ok(Prepared {
+            body: out,
+            path,
+            plan: Plan::Passthrough,
+            dropped: None,
+        });
+    }
+    match endpoint {
+        Endpoint::ChatCompletions | Endpoint::Messages => {
+            let req = inbound.codec().decode_request(body).map_err(bad_request)?;
+            let opts = EncodeOptions {
+                model: &target.upstream_model,
+                default_max_tokens: provider.default_max_tokens,
+                // Usage is needed to translate the stream's end faithfully.
+                stream_usage: req.stream && provider.quirks.stream_usage,
+            };
+            let enc = upstream
+                .codec()
+                .encode_request(&req, &opts)
+                .map_err(bad_request)?;
+            let dropped = dropped(provider, enc.dropped)?;
+            Ok(Prepared {
+                body: Bytes::from(provider.quirks.apply(enc.body)),
+                path,
+                plan: Plan::Chat {
+                    upstream,
+                    include_usage: req.include_usage,
+                },
+                dropped,
+            })
+        }
+        Endpoint::Embeddings => {
+            let req = inbound
+                .codec()
+                .decode_embed_request(body)
+                .map_err(bad_request)?;
+            let (body, _) = upstream
+                .codec()
+                .encode_embed_request(&req, &target.upstream_model)
+                .map_err(bad_request)?;
+            Ok(Prepared {
+                body: Bytes::from(body),
+                path,
+                plan: Plan::Embed {
+                    upstream,
+                    base64: req.base64,
+                },
+                dropped: None,
+            })
+        }
+        Endpoint::Completions => Err(GatewayError::BadRequest(format!(
+            "/v1/completions needs an OpenAI-format provider; '{}' is {}",
+            provider.name,
+            provider.kind.as_str()
+        ))),
+        Endpoint::Models | Endpoint::CountTokens => Err(GatewayError::Internal(
+            "endpoint has no upstream translation".into(),
+        )),
+    }
+}
+
+fn dropped(provider: &Provider, dropped: Vec<String>) -> Result<Option<String>, GatewayError> {
+    if dropped.is_empty() {
+        return Ok(None);
+    }
+    let list = dropped.join(",");
+    if provider.strict {
+        return Err(GatewayError::BadRequest(format!(
+            "Provider '{}' ({}) cannot express these parameters: {list}",
+            provider.name,
+            provider.kind.as_str()
+        )));
+    }
+    Ok(Some(list))
+}
+
+/// Ids and timestamps for responses whose upstream gave none.
+pub fn meta() -> ResponseMeta {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    ResponseMeta {
+        id: format!("sluice-{now:x}{n:06x}"),
+        created: now,
+    }
+}
+
+/// An upstream error body, re-rendered in the client's format.
+pub fn error_body(upstream: Format, inbound: Format, status: u16, body: &[u8]) -> Bytes {
+    let err: ProviderError = upstream.codec().decode_error(status, body);
+    Bytes::from(inbound.codec().encode_error(&err))
+}
+
+/// A complete 2xx upstream body, translated for the client.
+pub fn response_body(
+    plan: Plan,
+    inbound: Format,
+    body: &[u8],
+    provider: &Provider,
+) -> Result<Bytes, GatewayError> {
+    let broken = |e: CodecError| GatewayError::UpstreamBroken {
+        provider: provider.name.clone(),
+        cause: e.to_string(),
+    };
+    match plan {
+        Plan::Passthrough => Ok(Bytes::copy_from_slice(body)),
+        Plan::Chat { upstream, .. } => {
+            let resp = upstream
+                .codec()
+                .decode_response(body, &meta())
+                .map_err(broken)?;
+            Ok(Bytes::from(inbound.codec().encode_response(&resp)))
+        }
+        Plan::Embed { upstream, base64 } => {
+            let resp = upstream
+                .codec()
+                .decode_embed_response(body)
+                .map_err(broken)?;
+            Ok(Bytes::from(
+                inbound.codec().encode_embed_response(&resp, base64),
+            ))
+        }
+    }
+}
+
+/// `count_tokens` answered locally: a character-based estimate until a
+/// tokenizer is wired in for non-Anthropic targets.
+pub fn count_tokens(body: &[u8]) -> Result<Bytes, GatewayError> {
+    // count_tokens takes a Messages body without `max_tokens`.
+    let mut v: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| GatewayError::BadRequest(format!("Invalid JSON body: {e}")))?;
+    if let Some(o) = v.as_object_mut() {
+        o.entry("max_tokens").or_insert(json!(1));
+    }
+    let req = Format::Anthropic
+        .codec()
+        .decode_request(v.to_string().as_bytes())
+        .map_err(bad_request)?;
+    let chars: usize = req.texts().map(|t| t.chars().count()).sum::<usize>()
+        + req
+            .tools
+            .iter()
+            .map(|t| t.name.len() + t.parameters.to_string().len())
+            .sum::<usize>();
+    let tokens = chars.div_ceil(4) + 3 * req.messages.len();
+    Ok(Bytes::from(json!({ "input_tokens": tokens }).to_string()))
+}
