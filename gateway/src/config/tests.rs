@@ -67,8 +67,14 @@ fn provider_kind_rules_and_unsupported_policies_are_errors() {
         .err()
         .unwrap()
         .to_string();
-    assert!(e.contains("providers.a.api_key: kind 'anthropic' needs api_key"), "{e}");
-    assert!(e.contains("providers.z.api_version: kind 'azure' needs api_version"), "{e}");
+    assert!(
+        e.contains("providers.a.api_key: kind 'anthropic' needs api_key"),
+        "{e}"
+    );
+    assert!(
+        e.contains("providers.z.api_version: kind 'azure' needs api_version"),
+        "{e}"
+    );
     assert!(e.contains("providers.v.api_version: only kinds"), "{e}");
     let e = compile_text("providers:\n  g:\n    kind: gemini\n    api_key: ${K}\nmodels:\n  m:\n    targets: [ { provider: g, model: \"a/../b?x\" } ]\n")
         .err()
