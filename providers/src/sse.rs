@@ -143,6 +143,10 @@ impl SseParser {
     }
 
     fn line_done(&mut self, line: &[u8], out: &mut Vec<SseEvent>) -> Result<(), SseError> {
+        // Same bound as `grow`, so where the input was split never matters.
+        if line.len() + self.data.len() > self.max_event {
+            return Err(SseError::TooLarge(self.max_event));
+        }
         if line.is_empty() {
             if self.has_data {
                 if self.data.ends_with('\n') {
@@ -171,9 +175,6 @@ impl SseParser {
         };
         match name {
             b"data" => {
-                if self.data.len() + value.len() + 1 + self.line.len() > self.max_event {
-                    return Err(SseError::TooLarge(self.max_event));
-                }
                 self.data.push_str(&String::from_utf8_lossy(value));
                 self.data.push('\n');
                 self.has_data = true;

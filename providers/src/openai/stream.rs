@@ -49,6 +49,12 @@ impl StreamDecoder for Decoder {
             out.push(StreamEvent::Error(super::error_from(status, e)));
             return Ok(());
         }
+        let choices = o.get("choices").and_then(Value::as_array);
+        let usage = o.get("usage").and_then(Value::as_object);
+        if choices.is_none_or(Vec::is_empty) && usage.is_none() {
+            // Azure's content-filter annotations: nothing for the client.
+            return Ok(());
+        }
         if !self.started {
             self.started = true;
             out.push(StreamEvent::Start {
