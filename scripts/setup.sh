@@ -15,7 +15,7 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv" >&2
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import openai, pytest" 2>/dev/null; then
+if ! .venv/bin/python -c "import openai, anthropic, pytest" 2>/dev/null; then
   echo "setup: installing SDK test requirements" >&2
   .venv/bin/pip install -q --disable-pip-version-check -r tests/sdk/requirements.txt
 fi

@@ -73,3 +73,148 @@ def base_url():
             return
         os.unlink(cfg)
     pytest.fail("sluice did not start")
+
+
+# --- Translation: a second sluice whose providers of every kind point at `sluice-mock`. ---
+
+# The key the mock demands and sluice sends upstream; given to sluice only as
+# an `${ENV}` reference, never written into the config.
+SDK_KEY = "sk-sluice-sdk-upstream"
+
+TRANSLATION_CONFIG = """
+server:
+  listen: 127.0.0.1:{port}
+  admin_listen: 127.0.0.1:{admin}
+  threads: 1
+  access_log: false
+providers:
+  up_openai:
+    kind: openai_compatible
+    base_url: "http://127.0.0.1:{mock}/v1"
+    api_key: "${{SLUICE_SDK_KEY}}"
+    forward_headers: ["x-mock-*"]
+  up_anthropic:
+    kind: anthropic
+    base_url: "http://127.0.0.1:{mock}"
+    api_key: "${{SLUICE_SDK_KEY}}"
+    forward_headers: ["x-mock-*"]
+  up_gemini:
+    kind: gemini
+    base_url: "http://127.0.0.1:{mock}"
+    api_key: "${{SLUICE_SDK_KEY}}"
+    forward_headers: ["x-mock-*"]
+  up_azure:
+    kind: azure
+    base_url: "http://127.0.0.1:{mock}"
+    api_key: "${{SLUICE_SDK_KEY}}"
+    api_version: "2024-10-21"
+    forward_headers: ["x-mock-*"]
+models:
+  m-openai:
+    targets: [ {{ provider: up_openai, model: gpt-mock }} ]
+  m-anthropic:
+    targets: [ {{ provider: up_anthropic, model: claude-mock }} ]
+  m-gemini:
+    targets: [ {{ provider: up_gemini, model: gemini-mock }} ]
+  m-azure:
+    targets: [ {{ provider: up_azure, model: gpt-deploy }} ]
+  e-gemini:
+    targets: [ {{ provider: up_gemini, model: text-embedding-004 }} ]
+"""
+TRANSLATION_MODELS = 5
+
+
+def start_mock():
+    """One attempt at starting `sluice-mock` on a free port; (proc, port) or None."""
+    port = free_port()
+    binary = os.environ.get("SLUICE_MOCK_BIN", "target/debug/sluice-mock")
+    proc = subprocess.Popen(
+        [binary, "--listen", f"127.0.0.1:{port}", "--api-key", SDK_KEY],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        if proc.poll() is not None:  # lost the port race, most likely
+            return None
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/models", headers={"authorization": f"Bearer {SDK_KEY}"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=1) as r:
+                if r.status == 200:
+                    return proc, port
+        except OSError:
+            time.sleep(0.05)
+    stop(proc)
+    return None
+
+
+def start_translation(mock_port):
+    """One attempt at starting sluice in front of the mock; ((proc, port), cfg) or (None, cfg)."""
+    port, admin = free_port(), free_port()
+    cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    cfg.write(TRANSLATION_CONFIG.format(port=port, admin=admin, mock=mock_port))
+    cfg.close()
+    binary = os.environ.get("SLUICE_BIN", "target/debug/sluice")
+    env = dict(os.environ, SLUICE_SDK_KEY=SDK_KEY)
+    proc = subprocess.Popen([binary, "--config", cfg.name], stdout=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            return None, cfg.name
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=1) as r:
+                if json.load(r)["models_available"] >= TRANSLATION_MODELS:
+                    return (proc, port), cfg.name
+        except OSError:
+            time.sleep(0.05)
+    stop(proc)
+    return None, cfg.name
+
+
+def stop(proc):
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def mock_port():
+    for _ in range(5):
+        started = start_mock()
+        if started:
+            proc, port = started
+            yield port
+            stop(proc)
+            return
+    pytest.fail("sluice-mock did not start")
+
+
+@pytest.fixture(scope="session")
+def translation_origin(mock_port):
+    """`http://127.0.0.1:PORT` of a sluice routing m-openai/m-anthropic/m-gemini/m-azure/e-gemini to the mock."""
+    for _ in range(5):
+        started, cfg = start_translation(mock_port)
+        if started:
+            proc, port = started
+            yield f"http://127.0.0.1:{port}"
+            stop(proc)
+            os.unlink(cfg)
+            return
+        os.unlink(cfg)
+    pytest.fail("sluice (translation config) did not start")
+
+
+@pytest.fixture(scope="session")
+def openai_base_url(translation_origin):
+    """Base URL for `openai.OpenAI` (with `/v1`)."""
+    return f"{translation_origin}/v1"
+
+
+@pytest.fixture(scope="session")
+def anthropic_base_url(translation_origin):
+    """Base URL for `anthropic.Anthropic` (without `/v1`: the SDK posts to `/v1/messages`)."""
+    return translation_origin

@@ -185,6 +185,7 @@ async fn serve(
             plan: prepared.plan,
             inbound,
             dropped: prepared.dropped.as_deref(),
+            model: &model.name,
         };
         tokio::time::timeout_at(deadline, relay.run(session, &mut up, ctx)).await
     };

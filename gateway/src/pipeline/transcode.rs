@@ -25,6 +25,8 @@ pub struct Relay<'a> {
     pub plan: Plan,
     pub inbound: Format,
     pub dropped: Option<&'a str>,
+    /// The model name the client asked for, for responses that name none.
+    pub model: &'a str,
 }
 
 impl Relay<'_> {
@@ -79,7 +81,7 @@ impl Relay<'_> {
                         cause: "asked for a stream, got a plain body".into(),
                     });
                 }
-                translate::response_body(self.plan, self.inbound, &body, self.provider)?
+                translate::response_body(self.plan, self.inbound, &body, self.provider, self.model)?
             } else {
                 translate::error_body(self.provider.format, self.inbound, status, &body)
             };

@@ -11,6 +11,7 @@ use sluice_providers::{CodecError, EncodeOptions, Format, ProviderError, Respons
 
 use super::probe::{swap_model, Probe};
 use super::read::Endpoint;
+use crate::config::schema::ProviderKind;
 use crate::errors::GatewayError;
 use crate::snapshot::Target;
 use crate::upstream::Provider;
@@ -51,7 +52,10 @@ pub fn prepare(
     let inbound = endpoint.format();
     let upstream = provider.format;
     let path = provider.path(endpoint, &target.upstream_model, probe.stream);
-    if inbound == upstream {
+    // Azure opens streams with a content-filter chunk OpenAI clients do not
+    // expect (no id, no choices): its streams are normalised by re-encoding.
+    let normalise = provider.kind == ProviderKind::Azure && probe.stream;
+    if inbound == upstream && !normalise {
         let mut out = swap_model(body, probe.model_span.clone(), &target.upstream_model_json);
         if provider.quirks.edits_body() {
             out = Bytes::from(provider.quirks.apply(out.to_vec()));
@@ -157,6 +161,7 @@ pub fn response_body(
     inbound: Format,
     body: &[u8],
     provider: &Provider,
+    model: &str,
 ) -> Result<Bytes, GatewayError> {
     let broken = |e: CodecError| GatewayError::UpstreamBroken {
         provider: provider.name.clone(),
@@ -172,10 +177,13 @@ pub fn response_body(
             Ok(Bytes::from(inbound.codec().encode_response(&resp)))
         }
         Plan::Embed { upstream, base64 } => {
-            let resp = upstream
+            let mut resp = upstream
                 .codec()
                 .decode_embed_response(body)
                 .map_err(broken)?;
+            if resp.model.is_empty() {
+                resp.model = model.to_string();
+            }
             Ok(Bytes::from(
                 inbound.codec().encode_embed_response(&resp, base64),
             ))
