@@ -20,4 +20,4 @@ pub use codec::{
 pub use error::{CodecError, ErrorKind, ProviderError};
 pub use format::Format;
 pub use sse::{SseEvent, SseParser};
-pub use translate::StreamTranslator;
+pub use translate::{EventHook, NoHook, StreamTranslator};

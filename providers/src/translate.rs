@@ -6,42 +6,56 @@ use crate::codec::{StreamDecoder, StreamEncoder};
 use crate::error::CodecError;
 use crate::sse::{SseEvent, SseParser};
 
-pub struct StreamTranslator {
+/// Sees canonical events between decoding and encoding: may rewrite, drop
+/// or insert them (filters, usage accounting).
+pub trait EventHook {
+    fn events(&mut self, events: &mut Vec<StreamEvent>);
+    /// The upstream stream ended, completely or not.
+    fn end(&mut self, events: &mut Vec<StreamEvent>);
+}
+
+/// No hook.
+pub struct NoHook;
+
+impl EventHook for NoHook {
+    fn events(&mut self, _: &mut Vec<StreamEvent>) {}
+    fn end(&mut self, _: &mut Vec<StreamEvent>) {}
+}
+
+pub struct StreamTranslator<H: EventHook = NoHook> {
     parser: SseParser,
     decoder: Box<dyn StreamDecoder>,
     encoder: Box<dyn StreamEncoder>,
     sse: Vec<SseEvent>,
     events: Vec<StreamEvent>,
-    /// Observes every canonical event (usage accounting, filters).
-    seen: Vec<StreamEvent>,
-    keep: bool,
+    pub hook: H,
 }
 
-impl StreamTranslator {
+impl StreamTranslator<NoHook> {
     pub fn new(
         decoder: Box<dyn StreamDecoder>,
         encoder: Box<dyn StreamEncoder>,
         max_event: usize,
-    ) -> StreamTranslator {
+    ) -> StreamTranslator<NoHook> {
+        StreamTranslator::with_hook(decoder, encoder, max_event, NoHook)
+    }
+}
+
+impl<H: EventHook> StreamTranslator<H> {
+    pub fn with_hook(
+        decoder: Box<dyn StreamDecoder>,
+        encoder: Box<dyn StreamEncoder>,
+        max_event: usize,
+        hook: H,
+    ) -> StreamTranslator<H> {
         StreamTranslator {
             parser: SseParser::new(max_event),
             decoder,
             encoder,
             sse: Vec::new(),
             events: Vec::new(),
-            seen: Vec::new(),
-            keep: false,
+            hook,
         }
-    }
-
-    /// Keep a copy of every canonical event for `take_seen`.
-    pub fn keep_events(mut self) -> StreamTranslator {
-        self.keep = true;
-        self
-    }
-
-    pub fn take_seen(&mut self) -> Vec<StreamEvent> {
-        std::mem::take(&mut self.seen)
     }
 
     /// Translates a chunk; the output holds only complete client events.
@@ -74,7 +88,9 @@ impl StreamTranslator {
             self.decoder.event(&ev, &mut self.events)?;
         }
         let ended = self.decoder.end(&mut self.events);
-        self.flush(out);
+        self.hook.events(&mut self.events);
+        self.hook.end(&mut self.events);
+        self.flush_encoded(out);
         ended?;
         if pending {
             return Err(CodecError::Upstream {
@@ -87,11 +103,19 @@ impl StreamTranslator {
     }
 
     fn flush(&mut self, out: &mut Vec<u8>) {
+        self.hook.events(&mut self.events);
+        self.flush_encoded(out);
+    }
+
+    fn flush_encoded(&mut self, out: &mut Vec<u8>) {
         for ev in self.events.drain(..) {
             self.encoder.event(&ev, out);
-            if self.keep {
-                self.seen.push(ev);
-            }
         }
+    }
+
+    /// The client went away: let the hook see the end of what arrived.
+    pub fn abandon(&mut self) {
+        self.hook.end(&mut self.events);
+        self.events.clear();
     }
 }

@@ -1,0 +1,233 @@
+//! Token counting: prompt tokens estimated before dispatch with the model
+//! family's tokenizer (tiktoken), usage taken from the upstream when it
+//! reports it, and counted from the streamed text when it does not.
+
+use sluice_providers::{ChatRequest, ChatResponse, Part, StreamEvent, Usage};
+use tiktoken_rs::CoreBPE;
+
+use crate::config::TokenCountConfig;
+use crate::{Filter, FilterCx, FilterFactory, Reject};
+
+/// The encoding OpenAI uses for a model family; `None` for other families.
+pub fn encoding_for(model: &str) -> Option<&'static CoreBPE> {
+    let m = model.to_ascii_lowercase();
+    let m = m.rsplit('/').next().unwrap_or(&m);
+    const O200K: &[&str] = &[
+        "gpt-4o",
+        "chatgpt-4o",
+        "gpt-4.1",
+        "gpt-4.5",
+        "gpt-5",
+        "gpt-oss",
+        "o1",
+        "o3",
+        "o4",
+    ];
+    const CL100K: &[&str] = &["gpt-4", "gpt-3.5", "text-embedding-3", "text-embedding-ada"];
+    if O200K.iter().any(|p| m.starts_with(p)) {
+        Some(tiktoken_rs::o200k_base_singleton())
+    } else if CL100K.iter().any(|p| m.starts_with(p)) {
+        Some(tiktoken_rs::cl100k_base_singleton())
+    } else {
+        None
+    }
+}
+
+#[derive(Clone, Copy)]
+pub struct Counter {
+    bpe: Option<&'static CoreBPE>,
+    chars_per_token: f64,
+}
+
+impl Counter {
+    pub fn new(model: &str, chars_per_token: f64) -> Counter {
+        Counter {
+            bpe: encoding_for(model),
+            chars_per_token: chars_per_token.max(0.1),
+        }
+    }
+
+    pub fn count(&self, text: &str) -> u64 {
+        match self.bpe {
+            Some(b) => b.encode_ordinary(text).len() as u64,
+            None => (text.chars().count() as f64 / self.chars_per_token).ceil() as u64,
+        }
+    }
+
+    /// Prompt tokens of a chat request, with OpenAI's per-message framing
+    /// (about 3 tokens a message and 3 to prime the reply).
+    pub fn prompt(&self, req: &ChatRequest) -> u64 {
+        let mut n = 3;
+        for m in &req.messages {
+            n += 3;
+            for p in &m.content {
+                if let Part::Text(t) = p {
+                    n += self.count(t);
+                }
+            }
+            for c in &m.tool_calls {
+                n += self.count(&c.name) + self.count(&c.arguments);
+            }
+        }
+        for t in &req.tools {
+            n += self.count(&t.name) + self.count(&t.parameters.to_string());
+            if let Some(d) = &t.description {
+                n += self.count(d);
+            }
+        }
+        n
+    }
+}
+
+pub struct TokenCountFactory {
+    cfg: TokenCountConfig,
+}
+
+impl TokenCountFactory {
+    pub fn new(cfg: &TokenCountConfig) -> TokenCountFactory {
+        // Build the tokenizers now, not on the first request.
+        let _ = encoding_for("gpt-4o");
+        let _ = encoding_for("gpt-4");
+        TokenCountFactory { cfg: cfg.clone() }
+    }
+}
+
+impl FilterFactory for TokenCountFactory {
+    fn name(&self) -> &'static str {
+        "token_count"
+    }
+
+    fn instance(&self) -> Box<dyn Filter> {
+        Box::new(TokenCount {
+            chars_per_token: self.cfg.chars_per_token,
+            counter: None,
+            text: String::new(),
+        })
+    }
+}
+
+pub struct TokenCount {
+    chars_per_token: f64,
+    counter: Option<Counter>,
+    /// Streamed output, counted only if the upstream reports no usage.
+    text: String,
+}
+
+impl TokenCount {
+    fn counter(&mut self, model: &str) -> Counter {
+        *self
+            .counter
+            .get_or_insert_with(|| Counter::new(model, self.chars_per_token))
+    }
+}
+
+impl Filter for TokenCount {
+    fn name(&self) -> &'static str {
+        "token_count"
+    }
+
+    fn on_request(&mut self, req: &mut ChatRequest, cx: &mut FilterCx) -> Result<(), Reject> {
+        let c = self.counter(&cx.upstream_model);
+        cx.prompt_estimate = Some(c.prompt(req));
+        Ok(())
+    }
+
+    fn on_response(&mut self, resp: &mut ChatResponse, cx: &mut FilterCx) -> Result<(), Reject> {
+        cx.usage = match resp.usage {
+            Some(u) => Some(u),
+            None => {
+                let c = self.counter(&cx.upstream_model);
+                let completion = resp
+                    .choices
+                    .iter()
+                    .map(|ch| {
+                        ch.text.as_deref().map_or(0, |t| c.count(t))
+                            + ch.tool_calls
+                                .iter()
+                                .map(|t| c.count(&t.arguments))
+                                .sum::<u64>()
+                    })
+                    .sum();
+                Some(Usage {
+                    prompt_tokens: cx.prompt_estimate.unwrap_or(0),
+                    completion_tokens: completion,
+                    ..Usage::default()
+                })
+            }
+        };
+        Ok(())
+    }
+
+    fn on_events(&mut self, events: &mut Vec<StreamEvent>, cx: &mut FilterCx) {
+        for ev in events.iter() {
+            match ev {
+                StreamEvent::Usage(u) => cx.usage = Some(*u),
+                StreamEvent::Text { text, .. } if cx.usage.is_none() => self.text.push_str(text),
+                StreamEvent::ToolCallArgs { fragment, .. } if cx.usage.is_none() => {
+                    self.text.push_str(fragment)
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn on_end(&mut self, _events: &mut Vec<StreamEvent>, cx: &mut FilterCx) {
+        if cx.usage.is_none() {
+            let c = self.counter(&cx.upstream_model);
+            cx.usage = Some(Usage {
+                prompt_tokens: cx.prompt_estimate.unwrap_or(0),
+                completion_tokens: c.count(&self.text),
+                ..Usage::default()
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_providers::{Format, Message, Role};
+
+    use super::*;
+
+    #[test]
+    fn counts_with_the_model_familys_encoding_or_approximates() {
+        assert_eq!(Counter::new("gpt-4o-mini", 4.0).count("hello world"), 2);
+        assert_eq!(Counter::new("openai/gpt-4", 4.0).count("hello world"), 2);
+        // Unknown family: characters / chars_per_token, rounded up.
+        assert_eq!(Counter::new("claude-x", 4.0).count("abcdefghi"), 3);
+        let mut r = ChatRequest::new(Format::OpenAi, "m");
+        r.messages.push(Message::text(Role::User, "hello world"));
+        assert_eq!(Counter::new("gpt-4o", 4.0).prompt(&r), 3 + 3 + 2);
+    }
+
+    #[test]
+    fn stream_usage_comes_from_the_upstream_or_is_counted() {
+        let f = TokenCountFactory::new(&TokenCountConfig {
+            on_disconnect: crate::config::OnDisconnect::Drain,
+            chars_per_token: 4.0,
+        });
+        let mut cx = FilterCx {
+            upstream_model: "gpt-4o".into(),
+            ..FilterCx::default()
+        };
+        let mut t = f.instance();
+        let mut evs = vec![StreamEvent::Text {
+            index: 0,
+            text: "hello world".into(),
+        }];
+        t.on_events(&mut evs, &mut cx);
+        t.on_end(&mut evs, &mut cx);
+        assert_eq!(cx.usage.map(|u| u.completion_tokens), Some(2));
+        let mut cx = FilterCx::default();
+        let mut t = f.instance();
+        let u = Usage {
+            prompt_tokens: 5,
+            completion_tokens: 9,
+            ..Usage::default()
+        };
+        let mut evs = vec![StreamEvent::Usage(u)];
+        t.on_events(&mut evs, &mut cx);
+        t.on_end(&mut evs, &mut cx);
+        assert_eq!(cx.usage, Some(u));
+    }
+}
