@@ -47,7 +47,7 @@ impl FilterCx {
     }
 }
 
-pub trait Filter: Send {
+pub trait Filter: Send + Sync {
     fn name(&self) -> &'static str;
     fn on_request(&mut self, _req: &mut ChatRequest, _cx: &mut FilterCx) -> Result<(), Reject> {
         Ok(())

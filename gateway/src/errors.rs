@@ -33,6 +33,23 @@ pub enum GatewayError {
     ClientGone,
     #[error("Internal error: {0}")]
     Internal(String),
+    /// A filter refused the request (PII block, guardrail, input limit).
+    #[error("{message}")]
+    Rejected {
+        status: u16,
+        reason: &'static str,
+        message: String,
+    },
+}
+
+impl From<sluice_filters::Reject> for GatewayError {
+    fn from(r: sluice_filters::Reject) -> GatewayError {
+        GatewayError::Rejected {
+            status: r.status,
+            reason: r.kind,
+            message: r.message,
+        }
+    }
 }
 
 impl GatewayError {
@@ -48,6 +65,7 @@ impl GatewayError {
             // nginx's convention for "client went away"; never sent, only recorded.
             GatewayError::ClientGone => 499,
             GatewayError::Internal(_) => 500,
+            GatewayError::Rejected { status, .. } => *status,
         }
     }
 
@@ -65,6 +83,7 @@ impl GatewayError {
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
             GatewayError::ClientGone => "client_gone",
             GatewayError::Internal(_) => "internal",
+            GatewayError::Rejected { reason, .. } => reason,
         }
     }
 
@@ -84,6 +103,7 @@ impl GatewayError {
             GatewayError::UpstreamBroken { .. } => ("server_error", Some("upstream_error")),
             GatewayError::UpstreamTimeout { .. } => ("server_error", Some("upstream_timeout")),
             GatewayError::ClientGone | GatewayError::Internal(_) => ("server_error", None),
+            GatewayError::Rejected { reason, .. } => ("invalid_request_error", Some(*reason)),
         }
     }
 

@@ -15,6 +15,10 @@ pub struct Metrics {
     ttfb: HistogramVec,
     pub in_flight: IntGauge,
     errors: IntCounterVec,
+    tokens: IntCounterVec,
+    detections: IntCounterVec,
+    /// Time spent in each filter, by filter name.
+    pub filter_seconds: Vec<(&'static str, Histogram)>,
     /// Requests that never reached a target (bad input, unknown model…),
     /// labelled `-` rather than with a raw client string.
     pub unrouted: RouteMetrics,
@@ -32,6 +36,9 @@ pub struct RouteMetrics {
     pub duration: Histogram,
     pub upstream: Histogram,
     pub ttfb: Histogram,
+    pub prompt_tokens: IntCounter,
+    pub completion_tokens: IntCounter,
+    pub estimated_prompt_tokens: IntCounter,
 }
 
 impl RouteMetrics {
@@ -51,6 +58,7 @@ fn route(
     duration: &HistogramVec,
     upstream: &HistogramVec,
     ttfb: &HistogramVec,
+    tokens: &IntCounterVec,
     model: &str,
     provider: &str,
 ) -> RouteMetrics {
@@ -66,6 +74,9 @@ fn route(
         duration: duration.with_label_values(&labels),
         upstream: upstream.with_label_values(&labels),
         ttfb: ttfb.with_label_values(&labels),
+        prompt_tokens: tokens.with_label_values(&[model, provider, "prompt"]),
+        completion_tokens: tokens.with_label_values(&[model, provider, "completion"]),
+        estimated_prompt_tokens: tokens.with_label_values(&[model, provider, "prompt_estimated"]),
     }
 }
 
@@ -119,7 +130,36 @@ impl Metrics {
         registry.register(Box::new(ttfb.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(errors.clone()))?;
-        let unrouted = route(&requests, &duration, &upstream, &ttfb, "-", "-");
+        let tokens = IntCounterVec::new(
+            Opts::new(
+                "sluice_tokens_total",
+                "Tokens by model, provider and type (prompt, completion: as reported or counted; prompt_estimated: before dispatch)",
+            ),
+            &["model", "provider", "type"],
+        )?;
+        let detections = IntCounterVec::new(
+            Opts::new(
+                "sluice_filter_detections_total",
+                "Filter detections by type (PII kinds, prompt_injection)",
+            ),
+            &["type"],
+        )?;
+        let filter_hist = HistogramVec::new(
+            HistogramOpts::new(
+                "sluice_filter_duration_seconds",
+                "Time spent in each filter",
+            )
+            .buckets(exponential_buckets(0.000_001, 2.0, 20).unwrap_or_default()),
+            &["filter"],
+        )?;
+        registry.register(Box::new(tokens.clone()))?;
+        registry.register(Box::new(detections.clone()))?;
+        registry.register(Box::new(filter_hist.clone()))?;
+        let filter_seconds = ["guardrails", "pii", "token_count"]
+            .into_iter()
+            .map(|f| (f, filter_hist.with_label_values(&[f])))
+            .collect();
+        let unrouted = route(&requests, &duration, &upstream, &ttfb, &tokens, "-", "-");
         Ok(Metrics {
             registry,
             requests,
@@ -128,6 +168,9 @@ impl Metrics {
             ttfb,
             in_flight,
             errors,
+            tokens,
+            detections,
+            filter_seconds,
             unrouted,
         })
     }
@@ -138,9 +181,14 @@ impl Metrics {
             &self.duration,
             &self.upstream,
             &self.ttfb,
+            &self.tokens,
             model,
             provider,
         )
+    }
+
+    pub fn detection(&self, kind: &str, n: u64) {
+        self.detections.with_label_values(&[kind]).inc_by(n);
     }
 
     pub fn error(&self, kind: &'static str) {

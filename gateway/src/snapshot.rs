@@ -26,6 +26,8 @@ pub struct Snapshot {
 pub struct Model {
     pub name: String,
     pub targets: Vec<Target>,
+    /// Body filters; an empty chain keeps same-format traffic undecoded.
+    pub filters: sluice_filters::Chain,
     next: AtomicUsize,
 }
 
@@ -38,10 +40,11 @@ pub struct Target {
 }
 
 impl Model {
-    pub fn new(name: String, targets: Vec<Target>) -> Model {
+    pub fn new(name: String, targets: Vec<Target>, filters: sluice_filters::Chain) -> Model {
         Model {
             name,
             targets,
+            filters,
             next: AtomicUsize::new(0),
         }
     }

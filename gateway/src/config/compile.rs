@@ -109,7 +109,21 @@ pub fn compile(
                 .collect();
             unavailable.insert(name.clone(), reasons.join("; "));
         }
-        models.insert(name.clone(), Arc::new(Model::new(name.clone(), targets)));
+        let (fpath, cfg) = match &section.filters {
+            Some(f) => (format!("{path}.filters"), raw.filters.merge(f)),
+            None => ("filters".to_string(), raw.filters.clone()),
+        };
+        let chain = match sluice_filters::Chain::compile(&cfg) {
+            Ok(c) => c,
+            Err(e) => {
+                p.add(fpath, e);
+                sluice_filters::Chain::default()
+            }
+        };
+        models.insert(
+            name.clone(),
+            Arc::new(Model::new(name.clone(), targets, chain)),
+        );
     }
 
     if !p.list.is_empty() {

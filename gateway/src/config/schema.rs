@@ -17,6 +17,9 @@ pub struct RawConfig {
     pub providers: BTreeMap<String, ProviderSection>,
     #[serde(default)]
     pub models: BTreeMap<String, ModelSection>,
+    /// Body filters for every model; `models.<name>.filters` overrides per filter.
+    #[serde(default)]
+    pub filters: sluice_filters::FiltersConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,7 +137,7 @@ pub struct ProviderSection {
     pub quirks: Quirks,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Quirks {
     /// Request fields removed before sending (e.g. `[seed, logprobs]`).
@@ -146,6 +149,16 @@ pub struct Quirks {
     /// The server understands `stream_options.include_usage` (default true).
     #[serde(default = "yes")]
     pub stream_usage: bool,
+}
+
+impl Default for Quirks {
+    fn default() -> Self {
+        Quirks {
+            drop_params: Vec::new(),
+            rename_params: BTreeMap::new(),
+            stream_usage: true,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -202,6 +215,8 @@ pub struct ModelSection {
     /// Only `round_robin` until the routing work lands; other policies are rejected.
     #[serde(default)]
     pub balance: Balance,
+    /// Filters for this model, replacing the global ones filter by filter.
+    pub filters: Option<sluice_filters::FiltersConfig>,
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq)]

@@ -39,6 +39,8 @@ pub struct RequestCtx {
     pub first_body_at: Option<Instant>,
     pub bytes_out: usize,
     pub mid_stream_error: bool,
+    /// This request's filter state (token counts, detections, timings).
+    pub filters: Option<sluice_filters::ChainRun>,
     _in_flight: InFlight,
 }
 
@@ -69,6 +71,7 @@ impl RequestCtx {
             first_body_at: None,
             bytes_out: 0,
             mid_stream_error: false,
+            filters: None,
             _in_flight: InFlight(in_flight.clone()),
         }
     }
@@ -140,7 +143,10 @@ async fn serve(
         let out = translate::count_tokens(&body)?;
         return respond::json(session, 200, out).await;
     }
-    let prepared = translate::prepare(endpoint, &body, &probe, target)?;
+    let mut run = (!model.filters.is_empty()).then(|| model.filters.start(&target.upstream_model));
+    let prepared = translate::prepare(endpoint, &body, &probe, target, run.as_mut());
+    ctx.filters = run;
+    let prepared = prepared?;
     drop(probe);
     let provider = &target.provider;
     let deadline = tokio::time::Instant::from_std(ctx.start + provider.timeouts.total);
@@ -180,13 +186,17 @@ async fn serve(
         )
         .await
     } else {
-        let relay = transcode::Relay {
-            provider,
-            plan: prepared.plan,
-            inbound,
-            dropped: prepared.dropped.as_deref(),
-            model: &model.name,
-        };
+        let relay =
+            transcode::Relay {
+                provider,
+                plan: prepared.plan,
+                inbound,
+                dropped: prepared.dropped.as_deref(),
+                model: &model.name,
+                drain: model.filters.token_count.as_ref().is_some_and(|t| {
+                    t.on_disconnect == sluice_filters::config::OnDisconnect::Drain
+                }),
+            };
         tokio::time::timeout_at(deadline, relay.run(session, &mut up, ctx)).await
     };
     let result = match relayed {

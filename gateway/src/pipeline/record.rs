@@ -22,6 +22,25 @@ pub fn record(metrics: &Metrics, method: &str, path: &str, ctx: &RequestCtx) {
     if let Some(e) = &ctx.error {
         metrics.error(e.kind());
     }
+    let cx = ctx.filters.as_ref().map(|f| &f.cx);
+    let usage = cx.and_then(|c| c.usage);
+    if let Some(cx) = cx {
+        if let Some(n) = cx.prompt_estimate {
+            m.estimated_prompt_tokens.inc_by(n);
+        }
+        if let Some(u) = usage {
+            m.prompt_tokens.inc_by(u.prompt_tokens);
+            m.completion_tokens.inc_by(u.completion_tokens);
+        }
+        for (kind, n) in &cx.detections {
+            metrics.detection(kind, *n);
+        }
+        for (name, t) in &cx.timings {
+            if let Some((_, h)) = metrics.filter_seconds.iter().find(|(n, _)| n == name) {
+                h.observe(t.as_secs_f64());
+            }
+        }
+    }
     if ctx.snapshot.access_log {
         let model = ctx.model.as_ref().map_or("-", |m| m.name.as_str());
         let provider = target.map_or("-", |t| t.provider.name.as_str());
@@ -36,6 +55,8 @@ pub fn record(metrics: &Metrics, method: &str, path: &str, ctx: &RequestCtx) {
             stream = ctx.stream,
             duration_ms = elapsed.as_secs_f64() * 1e3,
             bytes_out = ctx.bytes_out,
+            prompt_tokens = usage.map(|u| u.prompt_tokens),
+            completion_tokens = usage.map(|u| u.completion_tokens),
             error = error.as_str(),
         );
     }

@@ -6,7 +6,8 @@ use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
-use sluice_providers::{Format, StreamTranslator};
+use sluice_filters::ChainRun;
+use sluice_providers::{EventHook, Format, StreamEvent, StreamTranslator};
 
 use super::dispatch::upstream_error;
 use super::relay::{client_gone, write};
@@ -27,6 +28,25 @@ pub struct Relay<'a> {
     pub dropped: Option<&'a str>,
     /// The model name the client asked for, for responses that name none.
     pub model: &'a str,
+    /// After a client disconnect, read the upstream to its end for exact usage.
+    pub drain: bool,
+}
+
+/// The request's filters, if any, between stream decoding and encoding.
+struct Hook(Option<ChainRun>);
+
+impl EventHook for Hook {
+    fn events(&mut self, events: &mut Vec<StreamEvent>) {
+        if let Some(run) = &mut self.0 {
+            run.events(events);
+        }
+    }
+
+    fn end(&mut self, events: &mut Vec<StreamEvent>) {
+        if let Some(run) = &mut self.0 {
+            run.end(events);
+        }
+    }
 }
 
 impl Relay<'_> {
@@ -35,6 +55,7 @@ impl Relay<'_> {
         status: u16,
         content_type: &str,
         up: &HttpSession,
+        ctx: &RequestCtx,
     ) -> Result<Box<ResponseHeader>, GatewayError> {
         let internal =
             |e: Box<pingora::Error>| GatewayError::Internal(format!("response head: {e}"));
@@ -46,6 +67,9 @@ impl Relay<'_> {
         if let Some(d) = self.dropped {
             h.insert_header("x-sluice-dropped-params", d)
                 .map_err(internal)?;
+        }
+        for (name, value) in ctx.filters.iter().flat_map(|f| f.cx.headers.iter()) {
+            h.insert_header(*name, value.as_str()).map_err(internal)?;
         }
         // Rate-limit hints stay meaningful across formats.
         if let Some(head) = up.response_header() {
@@ -81,11 +105,18 @@ impl Relay<'_> {
                         cause: "asked for a stream, got a plain body".into(),
                     });
                 }
-                translate::response_body(self.plan, self.inbound, &body, self.provider, self.model)?
+                translate::response_body(
+                    self.plan,
+                    self.inbound,
+                    &body,
+                    self.provider,
+                    self.model,
+                    ctx.filters.as_mut(),
+                )?
             } else {
                 translate::error_body(self.provider.format, self.inbound, status, &body)
             };
-            let mut head = self.head(status, "application/json", up)?;
+            let mut head = self.head(status, "application/json", up, ctx)?;
             let _ = head.insert_header(http::header::CONTENT_LENGTH, out.len());
             session
                 .write_response_header(head, false)
@@ -147,29 +178,46 @@ impl Relay<'_> {
         else {
             return Err(GatewayError::Internal("stream without a chat plan".into()));
         };
-        let mut head = self.head(200, "text/event-stream", up)?;
+        let mut head = self.head(200, "text/event-stream", up, ctx)?;
         let _ = head.insert_header(http::header::CACHE_CONTROL, "no-cache");
         session
             .write_response_header(head, false)
             .await
             .map_err(|_| GatewayError::ClientGone)?;
-        let mut tr = StreamTranslator::new(
+        let mut tr = StreamTranslator::with_hook(
             upstream.codec().stream_decoder(&translate::meta()),
             self.inbound.codec().stream_encoder(include_usage),
             MAX_EVENT,
+            Hook(ctx.filters.take()),
         );
+        let result = self.pump(session, up, ctx, &mut tr).await;
+        ctx.filters = tr.hook.0.take();
+        result
+    }
+
+    async fn pump(
+        &self,
+        session: &mut Session,
+        up: &mut HttpSession,
+        ctx: &mut RequestCtx,
+        tr: &mut StreamTranslator<Hook>,
+    ) -> Result<(), GatewayError> {
         up.set_read_timeout(Some(self.provider.timeouts.idle));
         let mut out = Vec::with_capacity(4096);
         loop {
             let chunk = tokio::select! {
                 c = up.read_response_body() => c,
-                _ = client_gone(session) => return Err(GatewayError::ClientGone),
+                _ = client_gone(session) => {
+                    self.after_disconnect(up, tr).await;
+                    return Err(GatewayError::ClientGone);
+                }
             };
             let (fed, end) = match chunk {
                 Ok(Some(b)) => (tr.feed(&b, &mut out), false),
                 Ok(None) => (tr.finish(&mut out), true),
                 Err(e) => {
                     let err = upstream_error(self.provider, &e, "reading the response body");
+                    tr.abandon();
                     return self.fail(session, ctx, out, err).await;
                 }
             };
@@ -178,6 +226,7 @@ impl Relay<'_> {
                     provider: self.provider.name.clone(),
                     cause: e.to_string(),
                 };
+                tr.abandon();
                 return self.fail(session, ctx, out, err).await;
             }
             if !out.is_empty() {
@@ -191,6 +240,31 @@ impl Relay<'_> {
             .write_response_body(None, true)
             .await
             .map_err(|_| GatewayError::ClientGone)
+    }
+
+    /// The client left mid-stream: either read the upstream to its end so
+    /// usage is exact (bounded by the request's deadline), or count what
+    /// arrived.
+    async fn after_disconnect(&self, up: &mut HttpSession, tr: &mut StreamTranslator<Hook>) {
+        if self.drain && tr.hook.0.is_some() {
+            let mut sink = Vec::new();
+            loop {
+                sink.clear();
+                match up.read_response_body().await {
+                    Ok(Some(b)) => {
+                        if tr.feed(&b, &mut sink).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(None) => {
+                        let _ = tr.finish(&mut sink);
+                        return;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        tr.abandon();
     }
 
     /// Ends the client's stream with what was translated and one terminal error event.

@@ -11,6 +11,8 @@ use sluice_providers::{CodecError, EncodeOptions, Format, ProviderError, Respons
 
 use super::probe::{swap_model, Probe};
 use super::read::Endpoint;
+use sluice_filters::ChainRun;
+
 use crate::config::schema::ProviderKind;
 use crate::errors::GatewayError;
 use crate::snapshot::Target;
@@ -47,6 +49,7 @@ pub fn prepare(
     body: &Bytes,
     probe: &Probe<'_>,
     target: &Target,
+    filters: Option<&mut ChainRun>,
 ) -> Result<Prepared, GatewayError> {
     let provider = &target.provider;
     let inbound = endpoint.format();
@@ -55,7 +58,10 @@ pub fn prepare(
     // Azure opens streams with a content-filter chunk OpenAI clients do not
     // expect (no id, no choices): its streams are normalised by re-encoding.
     let normalise = provider.kind == ProviderKind::Azure && probe.stream;
-    if inbound == upstream && !normalise {
+    // Filters see the canonical request, so filtered chat is always decoded.
+    let chat = matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Messages);
+    let filtered = filters.is_some() && chat;
+    if inbound == upstream && !normalise && !filtered {
         let mut out = swap_model(body, probe.model_span.clone(), &target.upstream_model_json);
         if provider.quirks.edits_body() {
             out = Bytes::from(provider.quirks.apply(out.to_vec()));
@@ -69,7 +75,10 @@ pub fn prepare(
     }
     match endpoint {
         Endpoint::ChatCompletions | Endpoint::Messages => {
-            let req = inbound.codec().decode_request(body).map_err(bad_request)?;
+            let mut req = inbound.codec().decode_request(body).map_err(bad_request)?;
+            if let Some(run) = filters {
+                run.request(&mut req)?;
+            }
             let opts = EncodeOptions {
                 model: &target.upstream_model,
                 default_max_tokens: provider.default_max_tokens,
@@ -162,6 +171,7 @@ pub fn response_body(
     body: &[u8],
     provider: &Provider,
     model: &str,
+    filters: Option<&mut ChainRun>,
 ) -> Result<Bytes, GatewayError> {
     let broken = |e: CodecError| GatewayError::UpstreamBroken {
         provider: provider.name.clone(),
@@ -170,10 +180,13 @@ pub fn response_body(
     match plan {
         Plan::Passthrough => Ok(Bytes::copy_from_slice(body)),
         Plan::Chat { upstream, .. } => {
-            let resp = upstream
+            let mut resp = upstream
                 .codec()
                 .decode_response(body, &meta())
                 .map_err(broken)?;
+            if let Some(run) = filters {
+                run.response(&mut resp)?;
+            }
             Ok(Bytes::from(inbound.codec().encode_response(&resp)))
         }
         Plan::Embed { upstream, base64 } => {
