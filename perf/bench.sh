@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Direct-to-mock vs through Sluice, same machine, same run, N repetitions.
+# Direct-to-mock vs through Sluice (passthrough, and with every filter on),
+# same machine, same run, N repetitions.
 # Sluice runs one worker pinned to core 0; mock and load generator share core 1.
 # Usage: perf/bench.sh [duration=10s] [connections=32] [reps=3] [body=perf/scenarios/chat-1k.json]
 set -euo pipefail
@@ -17,27 +18,41 @@ providers:
   mock: { kind: openai_compatible, base_url: http://127.0.0.1:$MOCK/v1 }
 models:
   demo: { targets: [ { provider: mock, model: demo } ] }
+  filtered:
+    targets: [ { provider: mock, model: demo } ]
+    filters:
+      token_count: { on_disconnect: drain }
+      pii: { action: reversible }
+      guardrails: { prompt_injection: block, max_messages: 500, max_message_chars: 200000 }
 YAML
+FBODY="$OUT/filtered-body.json"
+python3 - "$BODY" "$FBODY" <<'PY'
+import json, sys
+b = json.load(open(sys.argv[1])); b["model"] = "filtered"
+json.dump(b, open(sys.argv[2], "w"))
+PY
 taskset -c 1 $BIN/sluice-mock --listen 127.0.0.1:$MOCK --threads 1 >/dev/null & MPID=$!
 taskset -c 0 $BIN/sluice --config "$CFG" 2>/dev/null & GPID=$!
 trap 'kill $MPID $GPID 2>/dev/null; rm -rf "$CFG" "$OUT"' EXIT
 sleep 1
-run() { taskset -c 1 $BIN/sluice-bench --url "http://127.0.0.1:$1/v1/chat/completions" --body "$BODY" -c "$CONNS" -d "$DUR" --warmup 2s --out "$OUT/$2.json" >/dev/null 2>&1; }
+run() { taskset -c 1 $BIN/sluice-bench --url "http://127.0.0.1:$1/v1/chat/completions" --body "${3:-$BODY}" -c "$CONNS" -d "$DUR" --warmup 2s --out "$OUT/$2.json" >/dev/null 2>&1; }
 for i in $(seq 1 "$REPS"); do
   run "$MOCK" "direct-$i"
   run "$GW" "sluice-$i"
+  run "$GW" "filtered-$i" "$FBODY"
 done
 python3 - "$OUT" "$REPS" <<'PY'
 import json, statistics, sys
 out, reps = sys.argv[1], int(sys.argv[2])
 def load(name): return [json.load(open(f"{out}/{name}-{i}.json")) for i in range(1, reps + 1)]
-rows = {n: load(n) for n in ("direct", "sluice")}
+rows = {n: load(n) for n in ("direct", "sluice", "filtered")}
 med = lambda rs, f: statistics.median(f(r) for r in rs)
 print("| target | req/s | p50 µs | p99 µs | errors |")
 print("|---|---|---|---|---|")
 for n, rs in rows.items():
     print(f"| {n} | {med(rs, lambda r: r['rps']):.0f} | {med(rs, lambda r: r['latency']['p50_us']):.0f} | "
           f"{med(rs, lambda r: r['latency']['p99_us']):.0f} | {sum(sum(r['errors'].values()) for r in rs)} |")
-ratio = med(rows["sluice"], lambda r: r["rps"]) / med(rows["direct"], lambda r: r["rps"])
-print(f"\nsluice / direct req/s: {ratio:.2f} (medians of {reps} runs)")
+rps = lambda n: med(rows[n], lambda r: r["rps"])
+print(f"\nsluice / direct req/s: {rps('sluice') / rps('direct'):.2f}; "
+      f"filters on / off: {rps('filtered') / rps('sluice'):.2f} (medians of {reps} runs)")
 PY

@@ -97,7 +97,8 @@ pub struct PiiConfig {
     /// Also mask model output (never with `reversible`, which restores it).
     #[serde(default)]
     pub responses: bool,
-    /// Key for `hash`; without it hashes are stable only within a process.
+    /// Key for `hash`, as a `${ENV_VAR}` reference. Without it a built-in
+    /// key is used: hashes stay stable, but anyone can recompute them.
     pub hash_key: Option<String>,
 }
 

@@ -30,14 +30,22 @@ pub struct PiiFactory {
 impl PiiFactory {
     pub fn new(cfg: &PiiConfig) -> Result<PiiFactory, String> {
         let detectors = Detectors::new(&cfg.detectors, &cfg.custom, &cfg.deny_list, cfg.action)?;
+        let key = match &cfg.hash_key {
+            None => b"sluice-pii".to_vec(),
+            Some(r) => {
+                let name = r
+                    .strip_prefix("${")
+                    .and_then(|r| r.strip_suffix('}'))
+                    .ok_or("hash_key must be an ${ENV_VAR} reference")?;
+                std::env::var(name)
+                    .map_err(|_| format!("hash_key: environment variable {name} is not set"))?
+                    .into_bytes()
+            }
+        };
         Ok(PiiFactory {
             detectors: Arc::new(detectors),
             responses: cfg.responses,
-            key: cfg
-                .hash_key
-                .clone()
-                .unwrap_or_else(|| "sluice-pii".into())
-                .into_bytes(),
+            key,
         })
     }
 

@@ -278,7 +278,7 @@ fn filter(action: PiiAction, responses: bool) -> Box<dyn Filter> {
         }],
         deny_list: vec!["Project Nightingale".into()],
         responses,
-        hash_key: Some("k".into()),
+        hash_key: None,
     })
     .unwrap()
     .instance()
@@ -438,6 +438,23 @@ proptest! {
         prop_assert_eq!(
             stream_through(&mut f, &[&reply[..cut], &reply[cut..]]),
             "The address is [EMAIL] and that is all."
+        );
+    }
+}
+
+/// Every single split point of the reply, one after another.
+#[test]
+fn reversible_stream_restores_at_every_split_point() {
+    let (f0, masked) = reversible("reach jane@example.com or 10.1.2.3");
+    drop(f0);
+    let reply = format!("Ok: {masked}, <b>{masked}</b>");
+    let want = "Ok: reach jane@example.com or 10.1.2.3, <b>reach jane@example.com or 10.1.2.3</b>";
+    for cut in (0..=reply.len()).filter(|c| reply.is_char_boundary(*c)) {
+        let (mut f, _) = reversible("reach jane@example.com or 10.1.2.3");
+        assert_eq!(
+            stream_through(&mut f, &[&reply[..cut], &reply[cut..]]),
+            want,
+            "cut {cut}"
         );
     }
 }
