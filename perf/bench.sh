@@ -19,7 +19,7 @@ providers:
 models:
   demo: { targets: [ { provider: mock, model: demo } ] }
   filtered:
-    targets: [ { provider: mock, model: demo } ]
+    targets: [ { provider: mock, model: gpt-4o } ]  # so token_count uses tiktoken
     filters:
       token_count: { on_disconnect: drain }
       pii: { action: reversible }

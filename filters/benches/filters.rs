@@ -96,5 +96,22 @@ fn per_kb(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, per_kb);
+/// The tokenizer itself, without the count cache (a prompt never seen before).
+fn tokenizer_uncached(c: &mut Criterion) {
+    let mut g = c.benchmark_group("tiktoken_uncached");
+    let counter = sluice_filters::tokens::Counter::new("gpt-4o", 4.0);
+    for kb in [1usize, 10] {
+        let req = request(kb << 10);
+        let text = req.messages[1].joined_text();
+        g.throughput(Throughput::Bytes((kb << 10) as u64));
+        g.bench_with_input(
+            BenchmarkId::from_parameter(format!("{kb}KB")),
+            &text,
+            |b, t| b.iter(|| counter.count_uncached(black_box(t))),
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, per_kb, tokenizer_uncached);
 criterion_main!(benches);

@@ -39,6 +39,10 @@ pub struct FilterCx {
     pub usage: Option<Usage>,
     /// Time spent in each filter.
     pub timings: Vec<(&'static str, Duration)>,
+    /// A filter changed the request: it must be re-encoded.
+    pub request_modified: bool,
+    /// A filter changed the response: it must be re-encoded.
+    pub response_modified: bool,
 }
 
 impl FilterCx {

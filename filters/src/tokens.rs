@@ -2,6 +2,11 @@
 //! family's tokenizer (tiktoken), usage taken from the upstream when it
 //! reports it, and counted from the streamed text when it does not.
 
+use std::hash::{Hash, Hasher};
+use std::num::NonZeroUsize;
+use std::sync::{LazyLock, Mutex};
+
+use lru::LruCache;
 use sluice_providers::{ChatRequest, ChatResponse, Part, StreamEvent, Usage};
 use tiktoken_rs::CoreBPE;
 
@@ -33,6 +38,37 @@ pub fn encoding_for(model: &str) -> Option<&'static CoreBPE> {
     }
 }
 
+/// Token counts of recent texts. Conversations resend their history with
+/// every turn, so most of a prompt has been counted before; BPE costs tens
+/// of microseconds per KB, a lookup well under one.
+struct CountCache {
+    shards: Vec<Mutex<LruCache<u64, u32>>>,
+}
+
+/// Texts shorter than this are counted directly.
+const CACHE_MIN_LEN: usize = 256;
+const SHARDS: usize = 16;
+
+static CACHE: LazyLock<CountCache> = LazyLock::new(|| CountCache {
+    shards: (0..SHARDS)
+        .map(|_| Mutex::new(LruCache::new(NonZeroUsize::MIN.saturating_add(4095))))
+        .collect(),
+});
+
+impl CountCache {
+    fn get_or(&self, key: u64, count: impl FnOnce() -> u64) -> u64 {
+        let shard = &self.shards[(key as usize) % SHARDS];
+        if let Some(n) = shard.lock().ok().and_then(|mut s| s.get(&key).copied()) {
+            return u64::from(n);
+        }
+        let n = count();
+        if let Ok(mut s) = shard.lock() {
+            s.put(key, u32::try_from(n).unwrap_or(u32::MAX));
+        }
+        n
+    }
+}
+
 #[derive(Clone, Copy)]
 pub struct Counter {
     bpe: Option<&'static CoreBPE>,
@@ -48,6 +84,21 @@ impl Counter {
     }
 
     pub fn count(&self, text: &str) -> u64 {
+        match self.bpe {
+            Some(b) if text.len() >= CACHE_MIN_LEN => {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                // The encoding is part of the key: the same text counts differently.
+                (b as *const CoreBPE as usize).hash(&mut h);
+                text.hash(&mut h);
+                CACHE.get_or(h.finish(), || b.encode_ordinary(text).len() as u64)
+            }
+            Some(b) => b.encode_ordinary(text).len() as u64,
+            None => (text.chars().count() as f64 / self.chars_per_token).ceil() as u64,
+        }
+    }
+
+    /// Uncached, for measuring the tokenizer itself.
+    pub fn count_uncached(&self, text: &str) -> u64 {
         match self.bpe {
             Some(b) => b.encode_ordinary(text).len() as u64,
             None => (text.chars().count() as f64 / self.chars_per_token).ceil() as u64,

@@ -229,12 +229,14 @@ impl Filter for Pii {
                 if let Part::Text(t) = part {
                     if let Some(m) = self.mask(t, cx, &mut blocked, false) {
                         *t = m;
+                        cx.request_modified = true;
                     }
                 }
             }
             for call in &mut msg.tool_calls {
                 if let Some(m) = self.mask_arguments(&call.arguments, cx, &mut blocked) {
                     call.arguments = m;
+                    cx.request_modified = true;
                 }
             }
             req.messages[i] = msg;
@@ -258,16 +260,21 @@ impl Filter for Pii {
         for c in &mut resp.choices {
             if !self.vault.is_empty() {
                 if let Some(t) = &mut c.text {
-                    *t = self.vault.restore(t, false);
+                    let r = self.vault.restore(t, false);
+                    cx.response_modified |= r != *t;
+                    *t = r;
                 }
                 for call in &mut c.tool_calls {
-                    call.arguments = self.vault.restore(&call.arguments, true);
+                    let r = self.vault.restore(&call.arguments, true);
+                    cx.response_modified |= r != call.arguments;
+                    call.arguments = r;
                 }
             } else if self.responses {
                 let mut ignored = Vec::new();
                 if let Some(t) = c.text.clone() {
                     if let Some(m) = self.mask(&t, cx, &mut ignored, true) {
                         c.text = Some(m);
+                        cx.response_modified = true;
                     }
                 }
             }

@@ -76,8 +76,33 @@ pub fn prepare(
     match endpoint {
         Endpoint::ChatCompletions | Endpoint::Messages => {
             let mut req = inbound.codec().decode_request(body).map_err(bad_request)?;
+            let mut modified = false;
             if let Some(run) = filters {
                 run.request(&mut req)?;
+                modified = run.cx.request_modified;
+            }
+            let plan = Plan::Chat {
+                upstream,
+                include_usage: req.include_usage,
+            };
+            // OpenAI-style streams report usage only when asked.
+            let ask_usage = req.stream
+                && !req.include_usage
+                && upstream == Format::OpenAi
+                && provider.quirks.stream_usage;
+            if inbound == upstream && !normalise && !modified && !ask_usage {
+                // Filters only looked: forward the client's bytes.
+                let mut out =
+                    swap_model(body, probe.model_span.clone(), &target.upstream_model_json);
+                if provider.quirks.edits_body() {
+                    out = Bytes::from(provider.quirks.apply(out.to_vec()));
+                }
+                return Ok(Prepared {
+                    body: out,
+                    path,
+                    plan,
+                    dropped: None,
+                });
             }
             let opts = EncodeOptions {
                 model: &target.upstream_model,
@@ -93,10 +118,7 @@ pub fn prepare(
             Ok(Prepared {
                 body: Bytes::from(provider.quirks.apply(enc.body)),
                 path,
-                plan: Plan::Chat {
-                    upstream,
-                    include_usage: req.include_usage,
-                },
+                plan,
                 dropped,
             })
         }
@@ -184,8 +206,13 @@ pub fn response_body(
                 .codec()
                 .decode_response(body, &meta())
                 .map_err(broken)?;
+            let mut modified = false;
             if let Some(run) = filters {
                 run.response(&mut resp)?;
+                modified = run.cx.response_modified;
+            }
+            if upstream == inbound && !modified {
+                return Ok(Bytes::copy_from_slice(body));
             }
             Ok(Bytes::from(inbound.codec().encode_response(&resp)))
         }
