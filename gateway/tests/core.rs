@@ -420,16 +420,6 @@ async fn graceful_shutdown_finishes_the_stream_in_flight() {
     assert!(status.expect("sluice did not exit").success());
 }
 
-/// The value of the first sample line starting with `prefix`.
-fn sample(metrics: &str, prefix: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no sample {prefix}\n{metrics}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_latency_and_stream_ttfb() {
     let mock = mock(MockOptions::default()).await;

@@ -55,15 +55,6 @@ async fn setup() -> (MockServer, Gateway) {
     (mock, gw)
 }
 
-fn sample(metrics: &str, prefix: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 const SECRET_TEXT: &str = "write to jane.doe@example.com or call +1 415 555 0134";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +116,7 @@ async fn reversible_pii_never_reaches_the_upstream_and_comes_back_restored() {
     }
     let m = gw.metrics().await;
     assert_eq!(
-        sample(&m, "sluice_filter_detections_total{type=\"email\"}"),
+        sample_or_zero(&m, "sluice_filter_detections_total{type=\"email\"}"),
         4.0
     );
     assert!(m.contains("sluice_filter_duration_seconds_count{filter=\"pii\"}"));
@@ -151,10 +142,10 @@ async fn usage_is_recorded_without_a_usage_chunk_for_the_client() {
     let m = gw.metrics().await;
     let labels = "{model=\"gpt-4o\",provider=\"up\",type=";
     assert_eq!(
-        sample(&m, &format!("sluice_tokens_total{labels}\"completion\"}}")),
+        sample_or_zero(&m, &format!("sluice_tokens_total{labels}\"completion\"}}")),
         7.0
     );
-    assert!(sample(&m, &format!("sluice_tokens_total{labels}\"prompt\"}}")) > 0.0);
+    assert!(sample_or_zero(&m, &format!("sluice_tokens_total{labels}\"prompt\"}}")) > 0.0);
     assert!(
         sample(
             &m,
@@ -181,7 +172,7 @@ async fn a_client_that_leaves_mid_stream_is_still_billed_for_the_whole_answer() 
     let mut got = 0.0;
     for _ in 0..60 {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        got = sample(&gw.metrics().await, labels);
+        got = sample_or_zero(&gw.metrics().await, labels);
         if got > 0.0 {
             break;
         }

@@ -60,13 +60,7 @@ impl<H: EventHook> StreamTranslator<H> {
 
     /// Translates a chunk; the output holds only complete client events.
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
-        self.parser
-            .feed(chunk, &mut self.sse)
-            .map_err(|e| CodecError::Upstream {
-                format: "sse",
-                what: "stream",
-                detail: e.to_string(),
-            })?;
+        self.parser.feed(chunk, &mut self.sse).map_err(sse_error)?;
         for ev in self.sse.drain(..) {
             self.decoder.event(&ev, &mut self.events)?;
         }
@@ -76,14 +70,7 @@ impl<H: EventHook> StreamTranslator<H> {
 
     /// The upstream closed the stream.
     pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), CodecError> {
-        let pending = self
-            .parser
-            .finish(&mut self.sse)
-            .map_err(|e| CodecError::Upstream {
-                format: "sse",
-                what: "stream",
-                detail: e.to_string(),
-            })?;
+        let pending = self.parser.finish(&mut self.sse).map_err(sse_error)?;
         for ev in self.sse.drain(..) {
             self.decoder.event(&ev, &mut self.events)?;
         }
@@ -117,5 +104,13 @@ impl<H: EventHook> StreamTranslator<H> {
     pub fn abandon(&mut self) {
         self.hook.end(&mut self.events);
         self.events.clear();
+    }
+}
+
+fn sse_error(e: crate::sse::SseError) -> CodecError {
+    CodecError::Upstream {
+        format: "sse",
+        what: "stream",
+        detail: e.to_string(),
     }
 }

@@ -177,3 +177,21 @@ pub fn error_json(r: &Response) -> serde_json::Value {
     assert!(v["error"]["type"].is_string(), "no error.type: {v}");
     v
 }
+
+/// The value of the first metrics sample line starting with `prefix`.
+pub fn sample(metrics: &str, prefix: &str) -> f64 {
+    sample_opt(metrics, prefix).unwrap_or_else(|| panic!("no sample {prefix}\n{metrics}"))
+}
+
+/// Like `sample`, with 0 for a series not yet exported.
+pub fn sample_or_zero(metrics: &str, prefix: &str) -> f64 {
+    sample_opt(metrics, prefix).unwrap_or(0.0)
+}
+
+fn sample_opt(metrics: &str, prefix: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
