@@ -48,20 +48,79 @@ const RULES: &[(&str, u32)] = &[
     (r"\brepeat (everything|the text|all) (above|before)\b", 2),
 ];
 
+/// Literals at least one of which every rule needs: text with none of them
+/// skips the rule set (most prompts).
+const TRIGGERS: &[&str] = &[
+    "ignore",
+    "disregard",
+    "forget",
+    "override",
+    "new instructions",
+    "new rules",
+    "from now on",
+    "starting now",
+    "do not follow",
+    "dan",
+    "do anything now",
+    "jailbr",
+    "pretend",
+    "act as if",
+    "imagine",
+    "developer mode",
+    "god mode",
+    "unrestricted mode",
+    "uncensored mode",
+    "you are no longer",
+    "reveal",
+    "print",
+    "show",
+    "repeat",
+    "output",
+    "leak",
+    "tell me",
+    "system prompt",
+    "initial instructions",
+    "original instructions",
+];
+
+pub struct Rules {
+    set: RegexSet,
+    triggers: aho_corasick::AhoCorasick,
+}
+
+impl Rules {
+    fn new() -> Option<Rules> {
+        Some(Rules {
+            set: RegexSet::new(RULES.iter().map(|(p, _)| format!("(?is){p}"))).ok()?,
+            // A DFA: the trigger scan runs over every prompt, so speed over memory.
+            triggers: aho_corasick::AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                .build(TRIGGERS)
+                .ok()?,
+        })
+    }
+
+    /// The injection score of `text`: the sum of the weights of matching rules.
+    pub fn score(&self, text: &str) -> u32 {
+        if !self.triggers.is_match(text) {
+            return 0;
+        }
+        self.set.matches(text).iter().map(|i| RULES[i].1).sum()
+    }
+}
+
 pub struct GuardFactory {
     cfg: GuardrailsConfig,
-    rules: Option<std::sync::Arc<RegexSet>>,
+    rules: Option<std::sync::Arc<Rules>>,
 }
 
 impl GuardFactory {
     pub fn new(cfg: &GuardrailsConfig) -> GuardFactory {
         let rules = (cfg.prompt_injection != GuardAction::Off)
-            .then(|| {
-                RegexSet::new(RULES.iter().map(|(p, _)| format!("(?is){p}")))
-                    .ok()
-                    .map(std::sync::Arc::new)
-            })
-            .flatten();
+            .then(Rules::new)
+            .flatten()
+            .map(std::sync::Arc::new);
         GuardFactory {
             cfg: cfg.clone(),
             rules,
@@ -84,17 +143,17 @@ impl FilterFactory for GuardFactory {
 
 pub struct Guard {
     cfg: GuardrailsConfig,
-    rules: Option<std::sync::Arc<RegexSet>>,
-}
-
-/// The injection score of `text`: the sum of the weights of matching rules.
-pub fn injection_score(rules: &RegexSet, text: &str) -> u32 {
-    rules.matches(text).iter().map(|i| RULES[i].1).sum()
+    rules: Option<std::sync::Arc<Rules>>,
 }
 
 impl Filter for Guard {
     fn name(&self) -> &'static str {
         "guardrails"
+    }
+
+    /// Message and tool limits mean nothing for a batch of embedding inputs.
+    fn for_texts(&self) -> bool {
+        false
     }
 
     fn on_request(&mut self, req: &mut ChatRequest, cx: &mut FilterCx) -> Result<(), Reject> {
@@ -148,7 +207,7 @@ impl Filter for Guard {
         {
             for p in &m.content {
                 if let Part::Text(t) = p {
-                    score += injection_score(rules, t);
+                    score += rules.score(t);
                 }
             }
         }

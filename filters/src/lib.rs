@@ -63,6 +63,11 @@ pub trait Filter: Send + Sync {
     fn on_events(&mut self, _events: &mut Vec<StreamEvent>, _cx: &mut FilterCx) {}
     /// The stream ended (however it ended): last chance to emit held events.
     fn on_end(&mut self, _events: &mut Vec<StreamEvent>, _cx: &mut FilterCx) {}
+    /// Whether the filter also applies to bare texts (embeddings inputs,
+    /// legacy completion prompts), not only to conversations.
+    fn for_texts(&self) -> bool {
+        true
+    }
 }
 
 /// Built once from config; makes one `Filter` per request.
@@ -129,6 +134,16 @@ impl ChainRun {
     /// Request side, in config order.
     pub fn request(&mut self, req: &mut ChatRequest) -> Result<(), Reject> {
         for f in &mut self.filters {
+            let name = f.name();
+            Self::timed(&mut self.cx, name, |cx| f.on_request(req, cx))?;
+        }
+        Ok(())
+    }
+
+    /// Bare texts (embeddings inputs, completion prompts), one user message
+    /// each, through the filters that apply to them.
+    pub fn texts(&mut self, req: &mut ChatRequest) -> Result<(), Reject> {
+        for f in self.filters.iter_mut().filter(|f| f.for_texts()) {
             let name = f.name();
             Self::timed(&mut self.cx, name, |cx| f.on_request(req, cx))?;
         }

@@ -46,7 +46,7 @@ struct CountCache {
 }
 
 /// Texts shorter than this are counted directly.
-const CACHE_MIN_LEN: usize = 256;
+const CACHE_MIN_LEN: usize = 32;
 const SHARDS: usize = 16;
 
 static CACHE: LazyLock<CountCache> = LazyLock::new(|| CountCache {

@@ -13,6 +13,7 @@ use crate::upstream::Provider;
 
 pub struct Snapshot {
     pub max_request_body: usize,
+    pub max_stream_event: usize,
     pub access_log: bool,
     pub models: HashMap<String, Arc<Model>>,
     /// `GET /v1/models` body, built once.

@@ -221,3 +221,30 @@ async fn guardrails_and_pii_blocks_answer_in_the_clients_format() {
         .to_string();
     assert!(text.ends_with("[EMAIL] 10.0.0.1"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedding_inputs_and_completion_prompts_are_masked_too() {
+    let (mock, gw) = setup().await;
+    let r = post(
+        gw.addr,
+        "/v1/embeddings",
+        &[],
+        br#"{"model":"open","input":["mail jane@example.com","plain"]}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
+    let r = post(
+        gw.addr,
+        "/v1/completions",
+        &[],
+        br#"{"model":"gpt-4o","prompt":"call +1 415 555 0134","max_tokens":5}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
+    let rec = mock.state.recorded();
+    let emb: Value = serde_json::from_slice(&rec[0].body).unwrap();
+    assert_eq!(emb["input"], json!(["mail [EMAIL]", "plain"]));
+    assert_eq!(emb["model"], "gpt-4o");
+    let comp: Value = serde_json::from_slice(&rec[1].body).unwrap();
+    assert_eq!(comp["prompt"], "call <PHONE_1>");
+}

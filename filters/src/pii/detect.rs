@@ -34,8 +34,28 @@ enum Check {
     Phone,
 }
 
+/// Literals every built-in detector needs besides a digit: text with no
+/// digit and none of these skips the built-in set (most prose).
+const TRIGGERS: &[&str] = &[
+    "@",
+    ":",
+    "sk-",
+    "AKIA",
+    "ASIA",
+    "eyJ",
+    "gh",
+    "AIza",
+    "xox",
+    "k_live_",
+    "k_test_",
+    "-----BEGIN",
+];
+
 pub struct Detectors {
     set: RegexSet,
+    /// Which regexes are built-in (covered by the trigger prefilter).
+    builtin: usize,
+    triggers: AhoCorasick,
     regexes: Vec<(Regex, Check, usize)>,
     deny: Option<(AhoCorasick, usize)>,
     pub kinds: Vec<Kind>,
@@ -236,6 +256,7 @@ impl Detectors {
                 regexes.push((re, check, kinds.len() - 1));
             }
         }
+        let builtin = regexes.len();
         for c in custom {
             let re =
                 Regex::new(&c.regex).map_err(|e| format!("custom detector '{}': {e}", c.name))?;
@@ -263,8 +284,14 @@ impl Detectors {
                 .map_err(|e| e.to_string())?;
             Some((ac, kinds.len() - 1))
         };
+        let triggers = AhoCorasick::builder()
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .build(TRIGGERS)
+            .map_err(|e| e.to_string())?;
         Ok(Detectors {
             set,
+            builtin,
+            triggers,
             regexes,
             deny,
             kinds,
@@ -274,7 +301,17 @@ impl Detectors {
     /// Non-overlapping validated matches, in text order.
     pub fn find(&self, text: &str) -> Vec<Found> {
         let mut out = Vec::new();
-        for i in self.set.matches(text).iter() {
+        let skip_builtin =
+            !text.bytes().any(|b| b.is_ascii_digit()) && !self.triggers.is_match(text);
+        let matched = if skip_builtin && self.builtin == self.regexes.len() {
+            None
+        } else {
+            Some(self.set.matches(text))
+        };
+        for i in matched.iter().flat_map(|m| m.iter()) {
+            if skip_builtin && i < self.builtin {
+                continue;
+            }
             let (re, check, kind) = &self.regexes[i];
             for m in re.find_iter(text) {
                 let s = m.as_str();

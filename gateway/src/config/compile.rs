@@ -142,6 +142,7 @@ pub fn compile(
         .collect();
     Ok(Snapshot {
         max_request_body: raw.server.max_request_body.0,
+        max_stream_event: raw.server.max_stream_event.0.max(1),
         access_log: raw.server.access_log,
         models,
         models_json: Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string()),

@@ -37,6 +37,10 @@ pub struct ServerSection {
     /// Largest request body accepted on the LLM endpoints.
     #[serde(default = "default_max_body")]
     pub max_request_body: Size,
+    /// Largest single upstream stream event; a larger one ends the stream
+    /// with an error event.
+    #[serde(default = "default_max_event")]
+    pub max_stream_event: Size,
     /// How long in-flight requests (streams included) may run after SIGTERM/SIGINT.
     #[serde(default = "default_grace")]
     pub grace_period: Dur,
@@ -60,6 +64,7 @@ impl Default for ServerSection {
             admin_listen: default_admin(),
             threads: default_threads(),
             max_request_body: default_max_body(),
+            max_stream_event: default_max_event(),
             grace_period: default_grace(),
             h2c: true,
             tls: None,
@@ -247,6 +252,9 @@ fn default_threads() -> usize {
 }
 fn default_max_body() -> Size {
     Size(10 << 20)
+}
+fn default_max_event() -> Size {
+    Size(1 << 20)
 }
 fn default_grace() -> Dur {
     Dur(std::time::Duration::from_secs(30))

@@ -79,7 +79,8 @@ pub async fn body(
     format: sluice_providers::Format,
 ) -> Result<(), GatewayError> {
     up.set_read_timeout(Some(provider.timeouts.idle));
-    let mut events = is_sse.then(EventSplitter::default);
+    let max_event = ctx.snapshot.max_stream_event;
+    let mut events = is_sse.then(|| EventSplitter::new(max_event));
     loop {
         let chunk = tokio::select! {
             c = up.read_response_body() => c,
@@ -140,17 +141,22 @@ pub(super) async fn write(
         .map_err(|_| GatewayError::ClientGone)
 }
 
-/// Largest SSE event held while waiting for its end.
-const MAX_EVENT: usize = 1 << 20;
-
 /// Forwards SSE bytes only up to the last complete event, so a stream cut
 /// mid-event never shows the client half an event glued to the error event.
-#[derive(Default)]
 struct EventSplitter {
     pending: bytes::BytesMut,
+    /// Largest event held while waiting for its end (`server.max_stream_event`).
+    max_event: usize,
 }
 
 impl EventSplitter {
+    fn new(max_event: usize) -> EventSplitter {
+        EventSplitter {
+            pending: bytes::BytesMut::new(),
+            max_event,
+        }
+    }
+
     fn complete(&mut self, chunk: Bytes) -> Result<Option<Bytes>, String> {
         if self.pending.is_empty() {
             match last_boundary(&chunk) {
@@ -164,8 +170,8 @@ impl EventSplitter {
         }
         self.pending.extend_from_slice(&chunk);
         let out = last_boundary(&self.pending).map(|end| self.pending.split_to(end).freeze());
-        if self.pending.len() > MAX_EVENT {
-            return Err(format!("stream event larger than {MAX_EVENT} bytes"));
+        if self.pending.len() > self.max_event {
+            return Err(format!("stream event larger than {} bytes", self.max_event));
         }
         Ok(out)
     }
@@ -193,7 +199,7 @@ mod tests {
     fn holds_back_partial_events_at_any_split() {
         let stream = b"data: {\"a\":1}\n\ndata: x\r\n\r\ndata: y\n\ndata: part";
         for split in 0..stream.len() {
-            let mut s = EventSplitter::default();
+            let mut s = EventSplitter::new(1 << 20);
             let mut out = Vec::new();
             for piece in [&stream[..split], &stream[split..]] {
                 if let Some(b) = s.complete(Bytes::copy_from_slice(piece)).unwrap() {
@@ -207,7 +213,7 @@ mod tests {
 
     #[test]
     fn bounds_event_size() {
-        let mut s = EventSplitter::default();
-        assert!(s.complete(Bytes::from(vec![b'a'; MAX_EVENT + 1])).is_err());
+        let mut s = EventSplitter::new(16);
+        assert!(s.complete(Bytes::from(vec![b'a'; 17])).is_err());
     }
 }

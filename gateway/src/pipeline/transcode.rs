@@ -18,8 +18,6 @@ use crate::upstream::Provider;
 
 /// Bound on an upstream body held whole for translation.
 const MAX_HELD_BODY: usize = 64 << 20;
-/// Bound on one upstream stream event.
-const MAX_EVENT: usize = 1 << 20;
 
 pub struct Relay<'a> {
     pub provider: &'a Provider,
@@ -187,7 +185,7 @@ impl Relay<'_> {
         let mut tr = StreamTranslator::with_hook(
             upstream.codec().stream_decoder(&translate::meta()),
             self.inbound.codec().stream_encoder(include_usage),
-            MAX_EVENT,
+            ctx.snapshot.max_stream_event,
             Hook(ctx.filters.take()),
         );
         let result = self.pump(session, up, ctx, &mut tr).await;

@@ -49,8 +49,16 @@ pub fn prepare(
     body: &Bytes,
     probe: &Probe<'_>,
     target: &Target,
-    filters: Option<&mut ChainRun>,
+    mut filters: Option<&mut ChainRun>,
 ) -> Result<Prepared, GatewayError> {
+    // Embedding inputs and completion prompts go through the text filters
+    // (PII, token estimate); a changed body already names the upstream model.
+    let rewritten = match filters.as_deref_mut() {
+        Some(run) => filter_texts(endpoint, body, run, &target.upstream_model)?,
+        None => None,
+    };
+    let filtered_body = rewritten.is_some();
+    let body = &rewritten.unwrap_or_else(|| body.clone());
     let provider = &target.provider;
     let inbound = endpoint.format();
     let upstream = provider.format;
@@ -62,7 +70,11 @@ pub fn prepare(
     let chat = matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Messages);
     let filtered = filters.is_some() && chat;
     if inbound == upstream && !normalise && !filtered {
-        let mut out = swap_model(body, probe.model_span.clone(), &target.upstream_model_json);
+        let mut out = if filtered_body {
+            body.clone()
+        } else {
+            swap_model(body, probe.model_span.clone(), &target.upstream_model_json)
+        };
         if provider.quirks.edits_body() {
             out = Bytes::from(provider.quirks.apply(out.to_vec()));
         }
@@ -150,6 +162,58 @@ pub fn prepare(
             "endpoint has no upstream translation".into(),
         )),
     }
+}
+
+/// Runs the text filters over an embeddings `input` or a completions
+/// `prompt`; returns the rewritten body when they changed something.
+fn filter_texts(
+    endpoint: Endpoint,
+    body: &Bytes,
+    run: &mut ChainRun,
+    upstream_model: &str,
+) -> Result<Option<Bytes>, GatewayError> {
+    let field = match endpoint {
+        Endpoint::Embeddings => "input",
+        Endpoint::Completions => "prompt",
+        _ => return Ok(None),
+    };
+    let mut v: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| GatewayError::BadRequest(format!("Invalid JSON body: {e}")))?;
+    let (texts, single) = match v.get(field) {
+        Some(serde_json::Value::String(s)) => (vec![s.clone()], true),
+        Some(serde_json::Value::Array(a)) if a.iter().all(serde_json::Value::is_string) => (
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect(),
+            false,
+        ),
+        // Token arrays carry no text to inspect.
+        _ => return Ok(None),
+    };
+    let mut req = sluice_providers::ChatRequest::new(Format::OpenAi, upstream_model);
+    req.messages = texts
+        .into_iter()
+        .map(|t| sluice_providers::Message::text(sluice_providers::Role::User, t))
+        .collect();
+    run.texts(&mut req)?;
+    if !run.cx.request_modified {
+        return Ok(None);
+    }
+    let mut out: Vec<serde_json::Value> = req
+        .messages
+        .iter()
+        .map(|m| serde_json::Value::String(m.joined_text()))
+        .collect();
+    if let Some(o) = v.as_object_mut() {
+        let new = if single {
+            out.pop().unwrap_or_default()
+        } else {
+            serde_json::Value::Array(out)
+        };
+        o.insert(field.into(), new);
+        o.insert("model".into(), json!(upstream_model));
+    }
+    Ok(Some(Bytes::from(v.to_string())))
 }
 
 fn dropped(provider: &Provider, dropped: Vec<String>) -> Result<Option<String>, GatewayError> {
