@@ -63,6 +63,10 @@ pub trait Filter: Send + Sync {
     fn on_events(&mut self, _events: &mut Vec<StreamEvent>, _cx: &mut FilterCx) {}
     /// The stream ended (however it ended): last chance to emit held events.
     fn on_end(&mut self, _events: &mut Vec<StreamEvent>, _cx: &mut FilterCx) {}
+    /// Whether the filter must see the response's content (not just usage).
+    fn needs_response(&self) -> bool {
+        false
+    }
     /// Whether the filter also applies to bare texts (embeddings inputs,
     /// legacy completion prompts), not only to conversations.
     fn for_texts(&self) -> bool {
@@ -148,6 +152,12 @@ impl ChainRun {
             Self::timed(&mut self.cx, name, |cx| f.on_request(req, cx))?;
         }
         Ok(())
+    }
+
+    /// Whether any filter must see the response's content; if not, the
+    /// caller may forward it unchanged and report only its usage.
+    pub fn needs_response(&self) -> bool {
+        self.filters.iter().any(|f| f.needs_response())
     }
 
     /// Response side, in reverse order.

@@ -61,6 +61,16 @@ pub trait Codec: Send + Sync {
     /// An encoder for one client stream; `include_usage` is what the client asked for.
     fn stream_encoder(&self, include_usage: bool) -> Box<dyn StreamEncoder>;
 
+    /// Only the usage of a complete response, for callers that forward the
+    /// body unchanged. `None` when the body reports none.
+    fn decode_usage(&self, body: &[u8]) -> Option<crate::canonical::Usage> {
+        let meta = ResponseMeta {
+            id: String::new(),
+            created: 0,
+        };
+        self.decode_response(body, &meta).ok().and_then(|r| r.usage)
+    }
+
     fn decode_error(&self, status: u16, body: &[u8]) -> ProviderError;
     fn encode_error(&self, err: &ProviderError) -> Vec<u8>;
     /// An error after a stream began, as one complete SSE event.

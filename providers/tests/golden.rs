@@ -172,3 +172,19 @@ fn stream_translation_ignores_chunk_boundaries() {
         }
     }
 }
+
+/// The usage-only reader agrees with the full decoder.
+#[test]
+fn usage_only_matches_the_full_decode() {
+    for (file, f) in [
+        ("openai_response.json", Format::OpenAi),
+        ("anthropic_response.json", Format::Anthropic),
+        ("gemini_response.json", Format::Gemini),
+    ] {
+        let body = read(file);
+        let full = f.codec().decode_response(&body, &meta()).unwrap().usage;
+        assert!(full.is_some(), "{file}");
+        assert_eq!(f.codec().decode_usage(&body), full, "{file}");
+    }
+    assert_eq!(Format::OpenAi.codec().decode_usage(br#"{"id":"x"}"#), None);
+}

@@ -218,6 +218,10 @@ impl Filter for Pii {
         "pii"
     }
 
+    fn needs_response(&self) -> bool {
+        !self.vault.is_empty() || self.responses
+    }
+
     fn on_request(&mut self, req: &mut ChatRequest, cx: &mut FilterCx) -> Result<(), Reject> {
         let mut blocked = Vec::new();
         for i in 0..req.messages.len() {

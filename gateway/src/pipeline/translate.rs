@@ -257,7 +257,7 @@ pub fn response_body(
     body: &[u8],
     provider: &Provider,
     model: &str,
-    filters: Option<&mut ChainRun>,
+    mut filters: Option<&mut ChainRun>,
 ) -> Result<Bytes, GatewayError> {
     let broken = |e: CodecError| GatewayError::UpstreamBroken {
         provider: provider.name.clone(),
@@ -266,6 +266,16 @@ pub fn response_body(
     match plan {
         Plan::Passthrough => Ok(Bytes::copy_from_slice(body)),
         Plan::Chat { upstream, .. } => {
+            if upstream == inbound {
+                if let Some(run) = filters.as_deref_mut() {
+                    if !run.needs_response() {
+                        if let Some(u) = upstream.codec().decode_usage(body) {
+                            run.cx.usage = Some(u);
+                            return Ok(Bytes::copy_from_slice(body));
+                        }
+                    }
+                }
+            }
             let mut resp = upstream
                 .codec()
                 .decode_response(body, &meta())

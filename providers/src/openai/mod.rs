@@ -59,6 +59,10 @@ impl Codec for OpenAi {
         Box::new(stream::Encoder::new(include_usage))
     }
 
+    fn decode_usage(&self, body: &[u8]) -> Option<Usage> {
+        response::usage_only(body)
+    }
+
     fn decode_error(&self, status: u16, body: &[u8]) -> ProviderError {
         match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(o)) => match o.get("error") {

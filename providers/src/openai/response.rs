@@ -41,6 +41,38 @@ pub fn usage_from(u: &Obj) -> Usage {
     }
 }
 
+#[derive(serde::Deserialize)]
+struct UsageOnly {
+    usage: Option<RawUsage>,
+}
+
+#[derive(serde::Deserialize)]
+struct RawUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    prompt_tokens_details: Option<RawDetails>,
+}
+
+#[derive(serde::Deserialize)]
+struct RawDetails {
+    #[serde(default)]
+    cached_tokens: u64,
+}
+
+/// The usage of a response without building the rest: other fields are
+/// skipped, not allocated.
+pub fn usage_only(body: &[u8]) -> Option<Usage> {
+    let u = serde_json::from_slice::<UsageOnly>(body).ok()?.usage?;
+    Some(Usage {
+        prompt_tokens: u.prompt_tokens,
+        completion_tokens: u.completion_tokens,
+        cache_read_tokens: u.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
+        cache_creation_tokens: 0,
+    })
+}
+
 pub fn usage_json(u: &Usage) -> Value {
     json!({
         "prompt_tokens": u.prompt_tokens,
