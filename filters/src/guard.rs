@@ -92,18 +92,15 @@ impl Rules {
     fn new() -> Option<Rules> {
         Some(Rules {
             set: RegexSet::new(RULES.iter().map(|(p, _)| format!("(?is){p}"))).ok()?,
-            // A DFA: the trigger scan runs over every prompt, so speed over memory.
-            triggers: aho_corasick::AhoCorasick::builder()
-                .ascii_case_insensitive(true)
-                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-                .build(TRIGGERS)
-                .ok()?,
+            // Matched against lower-cased text: case-sensitive search keeps the
+            // automaton's SIMD prefilter, which case-insensitive search loses.
+            triggers: aho_corasick::AhoCorasick::new(TRIGGERS).ok()?,
         })
     }
 
     /// The injection score of `text`: the sum of the weights of matching rules.
     pub fn score(&self, text: &str) -> u32 {
-        if !self.triggers.is_match(text) {
+        if !self.triggers.is_match(&text.to_ascii_lowercase()) {
             return 0;
         }
         self.set.matches(text).iter().map(|i| RULES[i].1).sum()

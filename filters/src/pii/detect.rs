@@ -284,10 +284,8 @@ impl Detectors {
                 .map_err(|e| e.to_string())?;
             Some((ac, kinds.len() - 1))
         };
-        let triggers = AhoCorasick::builder()
-            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-            .build(TRIGGERS)
-            .map_err(|e| e.to_string())?;
+        // Case-sensitive and few: the automaton's SIMD prefilter applies.
+        let triggers = AhoCorasick::new(TRIGGERS).map_err(|e| e.to_string())?;
         Ok(Detectors {
             set,
             builtin,
