@@ -2,7 +2,7 @@
 //! family's tokenizer (tiktoken), usage taken from the upstream when it
 //! reports it, and counted from the streamed text when it does not.
 
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::num::NonZeroUsize;
 use std::sync::{LazyLock, Mutex};
 
@@ -45,6 +45,17 @@ struct CountCache {
     shards: Vec<Mutex<LruCache<u64, u32>>>,
 }
 
+/// Per-process random seeds, so nobody can aim texts at a colliding key
+/// (and an undercount).
+static SEEDS: LazyLock<ahash::RandomState> = LazyLock::new(|| {
+    let seed = |i: u64| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        i.hash(&mut h);
+        h.finish()
+    };
+    ahash::RandomState::with_seeds(seed(1), seed(2), seed(3), seed(4))
+});
+
 /// Texts shorter than this are counted directly.
 const CACHE_MIN_LEN: usize = 32;
 const SHARDS: usize = 16;
@@ -86,7 +97,7 @@ impl Counter {
     pub fn count(&self, text: &str) -> u64 {
         match self.bpe {
             Some(b) if text.len() >= CACHE_MIN_LEN => {
-                let mut h = std::collections::hash_map::DefaultHasher::new();
+                let mut h = SEEDS.build_hasher();
                 // The encoding is part of the key: the same text counts differently.
                 (b as *const CoreBPE as usize).hash(&mut h);
                 text.hash(&mut h);
