@@ -48,11 +48,7 @@ struct CountCache {
 /// Per-process random seeds, so nobody can aim texts at a colliding key
 /// (and an undercount).
 static SEEDS: LazyLock<ahash::RandomState> = LazyLock::new(|| {
-    let seed = |i: u64| {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        i.hash(&mut h);
-        h.finish()
-    };
+    let seed = |i: u64| std::collections::hash_map::RandomState::new().hash_one(i);
     ahash::RandomState::with_seeds(seed(1), seed(2), seed(3), seed(4))
 });
 
