@@ -97,10 +97,9 @@ impl Counter {
                 // The encoding is part of the key: the same text counts differently.
                 (b as *const CoreBPE as usize).hash(&mut h);
                 text.hash(&mut h);
-                CACHE.get_or(h.finish(), || b.encode_ordinary(text).len() as u64)
+                CACHE.get_or(h.finish(), || self.count_uncached(text))
             }
-            Some(b) => b.encode_ordinary(text).len() as u64,
-            None => (text.chars().count() as f64 / self.chars_per_token).ceil() as u64,
+            _ => self.count_uncached(text),
         }
     }
 

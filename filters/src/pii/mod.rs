@@ -91,6 +91,18 @@ impl Pii {
         output: bool,
     ) -> Option<String> {
         let found = self.detectors.find(text);
+        self.apply(text, found, cx, blocked, output)
+    }
+
+    /// Replaces the detections `found` in `text`.
+    fn apply(
+        &mut self,
+        text: &str,
+        found: Vec<detect::Found>,
+        cx: &mut FilterCx,
+        blocked: &mut Vec<String>,
+        output: bool,
+    ) -> Option<String> {
         if found.is_empty() {
             return None;
         }
@@ -224,11 +236,7 @@ impl Filter for Pii {
 
     fn on_request(&mut self, req: &mut ChatRequest, cx: &mut FilterCx) -> Result<(), Reject> {
         let mut blocked = Vec::new();
-        for i in 0..req.messages.len() {
-            let mut msg = std::mem::replace(
-                &mut req.messages[i],
-                sluice_providers::Message::new(sluice_providers::Role::User, Vec::new()),
-            );
+        for msg in &mut req.messages {
             for part in &mut msg.content {
                 if let Part::Text(t) = part {
                     if let Some(m) = self.mask(t, cx, &mut blocked, false) {
@@ -243,7 +251,6 @@ impl Filter for Pii {
                     cx.request_modified = true;
                 }
             }
-            req.messages[i] = msg;
         }
         if blocked.is_empty() {
             return Ok(());

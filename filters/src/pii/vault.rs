@@ -42,8 +42,12 @@ impl Vault {
         while let Some(i) = rest.find('<') {
             out.push_str(&rest[..i]);
             let tail = &rest[i..];
+            // Look no further than a placeholder can reach: text full of
+            // `<` must stay linear.
             let hit = tail
-                .find('>')
+                .bytes()
+                .take(self.longest)
+                .position(|b| b == b'>')
                 .map(|j| &tail[..=j])
                 .and_then(|p| self.by_placeholder.get(p).map(|v| (p.len(), v)));
             match hit {

@@ -115,10 +115,10 @@ async fn serve(
     ctx: &mut RequestCtx,
 ) -> Result<(), GatewayError> {
     let req = session.req_header();
+    // From the path alone, so 404 and 405 answers are in the client's format too.
     ctx.inbound = Endpoint::format_of_path(req.uri.path());
     let endpoint = read::endpoint(&req.method, req.uri.path())?;
     ctx.endpoint = Some(endpoint);
-    ctx.inbound = endpoint.format();
     let snapshot = ctx.snapshot.clone();
     if endpoint == Endpoint::Models {
         ctx.status = 200;
