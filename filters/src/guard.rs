@@ -25,7 +25,8 @@ const RULES: &[(&str, u32)] = &[
         2,
     ),
     // Role-play jailbreaks.
-    (r"\b(DAN|do anything now)\b", 2),
+    // "DAN" in capitals only: as a word in any case it is mostly a name.
+    (r"\b((?-i:DAN)|do anything now)\b", 2),
     (r"\bjailbr(ea|o)k", 2),
     (
         r"\b(pretend|act as if|imagine) (you are|you're|to be)\b.{0,40}\b(no|without) (restrictions|limits|filters|rules|guidelines)\b",
@@ -48,8 +49,9 @@ const RULES: &[(&str, u32)] = &[
     (r"\brepeat (everything|the text|all) (above|before)\b", 2),
 ];
 
-/// Literals at least one of which every rule needs: text with none of them
-/// skips the rule set (most prompts).
+/// Literals at least one of which every rule needs, besides "DAN": text
+/// with none of them skips the rule set (most prompts). Each is at least
+/// four bytes, so the SIMD prefilter rarely stops on ordinary words.
 const TRIGGERS: &[&str] = &[
     "ignore",
     "disregard",
@@ -60,7 +62,6 @@ const TRIGGERS: &[&str] = &[
     "from now on",
     "starting now",
     "do not follow",
-    "dan",
     "do anything now",
     "jailbr",
     "pretend",
@@ -92,18 +93,28 @@ impl Rules {
     fn new() -> Option<Rules> {
         Some(Rules {
             set: RegexSet::new(RULES.iter().map(|(p, _)| format!("(?is){p}"))).ok()?,
-            // Matched against lower-cased text: case-sensitive search keeps the
-            // automaton's SIMD prefilter, which case-insensitive search loses.
-            triggers: aho_corasick::AhoCorasick::new(TRIGGERS).ok()?,
+            // Matched against lower-cased text: case-sensitive, leftmost-first
+            // search is what the packed SIMD searcher serves.
+            triggers: aho_corasick::AhoCorasickBuilder::new()
+                .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+                .build(TRIGGERS)
+                .ok()?,
         })
     }
 
     /// The injection score of `text`: the sum of the weights of matching rules.
     pub fn score(&self, text: &str) -> u32 {
-        if !self.triggers.is_match(&text.to_ascii_lowercase()) {
+        if !self.may_match(text) {
             return 0;
         }
         self.set.matches(text).iter().map(|i| RULES[i].1).sum()
+    }
+}
+
+impl Rules {
+    /// False only when no rule can match `text`.
+    fn may_match(&self, text: &str) -> bool {
+        text.contains("DAN") || self.triggers.is_match(&text.to_ascii_lowercase())
     }
 }
 
@@ -289,6 +300,62 @@ mod tests {
                 .on_request(&mut req(&[b]), &mut cx)
                 .unwrap();
             assert!(cx.headers.is_empty(), "{b}");
+        }
+    }
+
+    /// Words of every rule in mixed case, and filler.
+    const WORDS: &[&str] = &[
+        "Ignore",
+        "all",
+        "PREVIOUS",
+        "instructions",
+        "new",
+        "rules",
+        ":",
+        "from now on",
+        "you",
+        "will",
+        "do not follow",
+        "DAN",
+        "dan",
+        "Do Anything Now",
+        "jailbreak",
+        "Pretend",
+        "you are",
+        "to be",
+        "without",
+        "restrictions",
+        "developer",
+        "mode",
+        "you are no longer",
+        "bound",
+        "reveal",
+        "system",
+        "prompt",
+        "what is",
+        "your",
+        "system prompt",
+        "repeat",
+        "everything",
+        "above",
+        "tell me",
+        "hidden",
+        "and",
+        "the",
+        " ",
+        "\n",
+    ];
+
+    proptest::proptest! {
+        /// The trigger prefilter never skips text that a rule matches.
+        #[test]
+        fn prefilter_never_hides_a_rule_match(
+            words in proptest::collection::vec(proptest::sample::select(WORDS), 0..20)
+        ) {
+            let rules = Rules::new().unwrap();
+            let text = words.join(" ");
+            let matched = rules.set.is_match(&text);
+            proptest::prop_assert!(!matched || rules.may_match(&text), "{text:?}");
         }
     }
 
