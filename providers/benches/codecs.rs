@@ -53,6 +53,23 @@ fn requests(c: &mut Criterion) {
             .unwrap()
             .body;
         g.throughput(Throughput::Bytes(oa.len() as u64));
+        g.bench_with_input(
+            BenchmarkId::new("parse value", format!("{kb}KB")),
+            &oa,
+            |b, body| {
+                b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(body)).unwrap())
+            },
+        );
+        for (name, from, body) in [
+            ("decode openai", Format::OpenAi, &oa),
+            ("decode anthropic", Format::Anthropic, &an),
+        ] {
+            g.bench_with_input(
+                BenchmarkId::new(name, format!("{kb}KB")),
+                body,
+                |b, body| b.iter(|| from.codec().decode_request(black_box(body)).unwrap()),
+            );
+        }
         for (name, from, to, body) in [
             ("openai→anthropic", Format::OpenAi, Format::Anthropic, &oa),
             ("openai→gemini", Format::OpenAi, Format::Gemini, &oa),

@@ -2,6 +2,7 @@
 //! OpenAI-compatible server, which differ only in URL and auth (gateway side).
 
 mod embed;
+mod fast;
 mod request;
 pub(crate) mod response;
 mod stream;

@@ -2,6 +2,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::fast;
 use crate::canonical::*;
 use crate::codec::{EncodeOptions, Encoded};
 use crate::error::CodecError;
@@ -32,14 +33,35 @@ const KNOWN: &[&str] = &[
 ];
 
 pub fn decode(body: &[u8]) -> Result<ChatRequest, CodecError> {
-    let o = parse_object(body)?;
+    if let Some(fast::Top {
+        messages: Some(messages),
+        rest,
+    }) = fast::top(body)
+    {
+        return finish(rest, messages);
+    }
+    decode_fields(body)
+}
+
+/// The reference decoder: field by field, with errors that name the field.
+pub(super) fn decode_fields(body: &[u8]) -> Result<ChatRequest, CodecError> {
+    let mut o = parse_object(body)?;
+    req_str(&o, "model", "")?;
+    let messages = opt_array(&o, "messages", "")?
+        .ok_or_else(|| CodecError::invalid("Missing required parameter: 'messages'"))?
+        .iter()
+        .enumerate()
+        .map(|(i, m)| message(m, &format!("messages[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    o.remove("messages");
+    finish(o, messages)
+}
+
+/// Everything but the messages, from the request's other top-level keys.
+pub(super) fn finish(o: Obj, messages: Vec<Message>) -> Result<ChatRequest, CodecError> {
     let model = req_str(&o, "model", "")?;
     let mut req = ChatRequest::new(Format::OpenAi, model);
-    let messages = opt_array(&o, "messages", "")?
-        .ok_or_else(|| CodecError::invalid("Missing required parameter: 'messages'"))?;
-    for (i, m) in messages.iter().enumerate() {
-        req.messages.push(message(m, &format!("messages[{i}]"))?);
-    }
+    req.messages = messages;
     if let Some(tools) = opt_array(&o, "tools", "")? {
         for (i, t) in tools.iter().enumerate() {
             let path = format!("tools[{i}]");
