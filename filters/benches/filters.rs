@@ -7,10 +7,11 @@ use sluice_filters::config::*;
 use sluice_filters::{Chain, FiltersConfig};
 use sluice_providers::{ChatRequest, Format, Message, Role};
 
-/// A prompt of about `size` bytes of ordinary prose with a little PII in it.
+/// A prompt of about `size` bytes of ordinary prose (a number, an accented
+/// word) with a little PII in it.
 fn request(size: usize) -> ChatRequest {
     let para = "Gateways sit between applications and model providers; they authenticate callers, \
-                apply policy and route each request. Contact ops at ops@example.com if a route fails. ";
+                apply policy and route each request. Contact ops at ops@example.com if a route fails, café 2 ";
     let mut text = String::new();
     while text.len() < size {
         text.push_str(para);

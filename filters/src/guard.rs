@@ -92,7 +92,14 @@ pub struct Rules {
 impl Rules {
     fn new() -> Option<Rules> {
         Some(Rules {
-            set: RegexSet::new(RULES.iter().map(|(p, _)| format!("(?is){p}"))).ok()?,
+            // ASCII word boundaries: a Unicode `\b` makes the lazy DFA give up
+            // at the first non-ASCII byte of the text.
+            set: RegexSet::new(
+                RULES
+                    .iter()
+                    .map(|(p, _)| format!("(?is){}", p.replace(r"\b", r"(?-u:\b)"))),
+            )
+            .ok()?,
             // Matched against lower-cased text: case-sensitive, leftmost-first
             // search is what the packed SIMD searcher serves.
             triggers: aho_corasick::AhoCorasickBuilder::new()
