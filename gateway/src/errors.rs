@@ -23,6 +23,9 @@ pub enum GatewayError {
     BodyTooLarge { limit: usize },
     #[error("{0}")]
     ModelUnavailable(String),
+    /// Every target is ejected, cooling down or at capacity.
+    #[error("{message}")]
+    NoTarget { message: String, retry_after: u64 },
     #[error("Upstream {provider} unreachable: {cause}")]
     UpstreamConnect { provider: String, cause: String },
     #[error("Upstream {provider} failed: {cause}")]
@@ -59,13 +62,21 @@ impl GatewayError {
             GatewayError::NotFound(_) | GatewayError::UnknownModel { .. } => 404,
             GatewayError::MethodNotAllowed { .. } => 405,
             GatewayError::BodyTooLarge { .. } => 413,
-            GatewayError::ModelUnavailable(_) => 503,
+            GatewayError::ModelUnavailable(_) | GatewayError::NoTarget { .. } => 503,
             GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamBroken { .. } => 502,
             GatewayError::UpstreamTimeout { .. } => 504,
             // nginx's convention for "client went away"; never sent, only recorded.
             GatewayError::ClientGone => 499,
             GatewayError::Internal(_) => 500,
             GatewayError::Rejected { status, .. } => *status,
+        }
+    }
+
+    /// Seconds a client should wait before trying again, when known.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            GatewayError::NoTarget { retry_after, .. } => Some(*retry_after),
+            _ => None,
         }
     }
 
@@ -78,6 +89,7 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
             GatewayError::BodyTooLarge { .. } => "body_too_large",
             GatewayError::ModelUnavailable(_) => "model_unavailable",
+            GatewayError::NoTarget { .. } => "no_healthy_target",
             GatewayError::UpstreamConnect { .. } => "upstream_connect",
             GatewayError::UpstreamBroken { .. } => "upstream_broken",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
@@ -99,6 +111,7 @@ impl GatewayError {
                 ("invalid_request_error", Some("request_too_large"))
             }
             GatewayError::ModelUnavailable(_) => ("server_error", Some("model_unavailable")),
+            GatewayError::NoTarget { .. } => ("server_error", Some("no_healthy_target")),
             GatewayError::UpstreamConnect { .. } => ("server_error", Some("upstream_unreachable")),
             GatewayError::UpstreamBroken { .. } => ("server_error", Some("upstream_error")),
             GatewayError::UpstreamTimeout { .. } => ("server_error", Some("upstream_timeout")),

@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod mock_service;
 pub mod pipeline;
 pub mod proxy;
+pub mod routing;
 pub mod server;
 pub mod snapshot;
 pub mod upstream;

@@ -22,6 +22,7 @@ pub struct Metrics {
     /// Requests that never reached a target (bad input, unknown model…),
     /// labelled `-` rather than with a raw client string.
     pub unrouted: RouteMetrics,
+    pub routing: crate::routing::stats::RoutingMetrics,
 }
 
 /// Statuses with a pre-resolved counter; others fall back to a label lookup.
@@ -160,6 +161,7 @@ impl Metrics {
             .map(|f| (f, filter_hist.with_label_values(&[f])))
             .collect();
         let unrouted = route(&requests, &duration, &upstream, &ttfb, &tokens, "-", "-");
+        let routing = crate::routing::stats::RoutingMetrics::register(&registry)?;
         Ok(Metrics {
             registry,
             requests,
@@ -172,6 +174,7 @@ impl Metrics {
             detections,
             filter_seconds,
             unrouted,
+            routing,
         })
     }
 

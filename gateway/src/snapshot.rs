@@ -2,20 +2,25 @@
 //! `Arc<Snapshot>` at its start, so a reload never mixes old and new.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::errors::GatewayError;
 use crate::metrics::RouteMetrics;
-use crate::upstream::Provider;
+use crate::routing::balance::Balancer;
+use crate::routing::health::Health;
+use crate::routing::retry::RetryPolicy;
+use crate::routing::rules::Routes;
+use crate::routing::stats::TargetMetrics;
+use crate::upstream::{Provider, RuntimeTimeouts};
 
 pub struct Snapshot {
     pub max_request_body: usize,
     pub max_stream_event: usize,
     pub access_log: bool,
     pub models: HashMap<String, Arc<Model>>,
+    /// Content rules evaluated before the requested model's pool.
+    pub routes: Routes,
     /// `GET /v1/models` body, built once.
     pub models_json: Bytes,
     /// Public model names, sorted, for error messages.
@@ -29,7 +34,12 @@ pub struct Model {
     pub targets: Vec<Target>,
     /// Body filters; an empty chain keeps same-format traffic undecoded.
     pub filters: sluice_filters::Chain,
-    next: AtomicUsize,
+    pub balancer: Balancer,
+    pub retry: RetryPolicy,
+    /// Models tried in order once this pool is exhausted.
+    pub fallback: Vec<String>,
+    pub fallback_context_length: Option<String>,
+    pub fallback_content_policy: Option<String>,
 }
 
 pub struct Target {
@@ -37,38 +47,13 @@ pub struct Target {
     pub upstream_model: String,
     /// `upstream_model` as a JSON string literal, spliced into bodies.
     pub upstream_model_json: Bytes,
+    /// `provider/upstream_model`, as shown in `x-sluice-target` and metrics.
+    pub label: String,
+    pub weight: u32,
+    pub max_in_flight: Option<u32>,
+    /// The provider's timeouts with this model's overrides.
+    pub timeouts: RuntimeTimeouts,
+    pub health: Arc<Health>,
     pub metrics: RouteMetrics,
-}
-
-impl Model {
-    pub fn new(name: String, targets: Vec<Target>, filters: sluice_filters::Chain) -> Model {
-        Model {
-            name,
-            targets,
-            filters,
-            next: AtomicUsize::new(0),
-        }
-    }
-
-    /// Round-robin over the targets that can serve.
-    pub fn pick(&self) -> Result<(usize, &Target), GatewayError> {
-        let n = self.targets.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n)
-            .map(|i| (start + i) % n)
-            .map(|i| (i, &self.targets[i]))
-            .find(|(_, t)| t.provider.unavailable.is_none())
-            .ok_or_else(|| {
-                let reasons: Vec<String> = self
-                    .targets
-                    .iter()
-                    .filter_map(|t| t.provider.unavailable.clone())
-                    .collect();
-                GatewayError::ModelUnavailable(format!(
-                    "Model '{}' is unavailable: {}",
-                    self.name,
-                    reasons.join("; ")
-                ))
-            })
-    }
+    pub counters: TargetMetrics,
 }

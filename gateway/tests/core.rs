@@ -442,7 +442,12 @@ async fn metrics_count_requests_latency_and_stream_ttfb() {
     )
     .await;
     assert_eq!(r.status, 404);
-    let m = gw.metrics().await;
+    let m = gw
+        .metrics_when(
+            "sluice_requests_total{model=\"-\",provider=\"-\",status=\"404\"}",
+            1.0,
+        )
+        .await;
     let route = "{model=\"demo\",provider=\"up\"}";
     assert_eq!(
         sample(

@@ -1,7 +1,7 @@
 //! `RawConfig` → `Snapshot`: resolves references and secrets, validates
 //! addresses and files, and collects every problem instead of stopping at the first.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -12,17 +12,18 @@ use super::locate::locate;
 use super::schema::{ProviderKind, ProviderSection, RawConfig};
 use super::{ConfigError, Problem, Source};
 use crate::metrics::Metrics;
-use crate::snapshot::{Model, Snapshot, Target};
+use crate::routing::rules::Routes;
+use crate::snapshot::Snapshot;
 use crate::upstream::{BaseUrl, HeaderMatch, Provider, ProviderSpec, Quirks, RuntimeTimeouts};
 use sluice_providers::Format;
 
-struct Problems<'a> {
+pub(super) struct Problems<'a> {
     src: &'a Source,
     list: Vec<Problem>,
 }
 
 impl Problems<'_> {
-    fn add(&mut self, path: String, message: impl Into<String>) {
+    pub(super) fn add(&mut self, path: String, message: impl Into<String>) {
         let loc = locate(&self.src.text, &path);
         self.list.push(Problem {
             path,
@@ -53,77 +54,11 @@ pub fn compile(
         }
     }
 
-    let known_providers = raw.providers.keys().cloned().collect::<Vec<_>>().join(", ");
-    let mut models = HashMap::new();
-    let mut unavailable = BTreeMap::new();
-    for (name, section) in &raw.models {
-        let path = format!("models.{name}");
-        if section.targets.is_empty() {
-            p.add(
-                format!("{path}.targets"),
-                "a model needs at least one target",
-            );
-        }
-        let mut targets = Vec::new();
-        for (i, t) in section.targets.iter().enumerate() {
-            let tpath = format!("{path}.targets[{i}]");
-            if t.weight == 0 {
-                p.add(format!("{tpath}.weight"), "weight must be at least 1");
-            }
-            let Some(provider) = providers.get(t.provider.as_str()) else {
-                if !raw.providers.contains_key(&t.provider) {
-                    p.add(
-                        format!("{tpath}.provider"),
-                        format!(
-                            "unknown provider \"{}\" (known: {known_providers})",
-                            t.provider
-                        ),
-                    );
-                }
-                continue;
-            };
-            let upstream_model = t.model.clone().unwrap_or_else(|| name.clone());
-            let in_url = matches!(provider.kind, ProviderKind::Gemini | ProviderKind::Azure);
-            if in_url
-                && !upstream_model
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
-            {
-                p.add(
-                    format!("{tpath}.model"),
-                    format!("\"{upstream_model}\" goes into the URL; use letters, digits, '-', '.' and '_' only"),
-                );
-            }
-            let json = serde_json::to_string(&upstream_model).unwrap_or_default();
-            targets.push(Target {
-                provider: provider.clone(),
-                upstream_model_json: Bytes::from(json),
-                upstream_model,
-                metrics: metrics.route(name, &provider.name),
-            });
-        }
-        if !targets.is_empty() && targets.iter().all(|t| t.provider.unavailable.is_some()) {
-            let reasons: Vec<String> = targets
-                .iter()
-                .filter_map(|t| t.provider.unavailable.clone())
-                .collect();
-            unavailable.insert(name.clone(), reasons.join("; "));
-        }
-        let (fpath, cfg) = match &section.filters {
-            Some(f) => (format!("{path}.filters"), raw.filters.merge(f)),
-            None => ("filters".to_string(), raw.filters.clone()),
-        };
-        let chain = match sluice_filters::Chain::compile(&cfg) {
-            Ok(c) => c,
-            Err(e) => {
-                p.add(fpath, e);
-                sluice_filters::Chain::default()
-            }
-        };
-        models.insert(
-            name.clone(),
-            Arc::new(Model::new(name.clone(), targets, chain)),
-        );
+    let (models, unavailable) = super::models::compile_models(raw, &providers, metrics, &mut p);
+    let names: Vec<&str> = raw.models.keys().map(String::as_str).collect();
+    let (routes, problems) = Routes::compile(&raw.routes, &names);
+    for (path, message) in problems {
+        p.add(path, message);
     }
 
     if !p.list.is_empty() {
@@ -145,6 +80,7 @@ pub fn compile(
         max_stream_event: raw.server.max_stream_event.0.max(1),
         access_log: raw.server.access_log,
         models,
+        routes,
         models_json: Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string()),
         model_names: names
             .iter()

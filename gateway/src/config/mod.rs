@@ -4,6 +4,7 @@
 
 mod compile;
 mod locate;
+mod models;
 pub mod schema;
 pub mod secret;
 pub mod units;

@@ -20,6 +20,62 @@ pub struct RawConfig {
     /// Body filters for every model; `models.<name>.filters` overrides per filter.
     #[serde(default)]
     pub filters: sluice_filters::FiltersConfig,
+    /// Content rules, in order, evaluated before the requested model's pool.
+    #[serde(default)]
+    pub routes: Vec<RouteSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    /// Every condition given must hold; an empty `when` always matches.
+    #[serde(default)]
+    pub when: WhenSection,
+    /// The model that serves a matching request...
+    pub to: Option<String>,
+    /// ...or a weighted split between models (A/B tests, canaries).
+    pub split: Option<Vec<SplitSection>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhenSection {
+    /// The requested model: exact, or a glob with `*` and `?`.
+    pub model: Option<String>,
+    /// Request headers and the values (exact, or globs) they must have.
+    #[serde(default)]
+    pub header: BTreeMap<String, String>,
+    /// A regex over the prompt text in `prompt_scope`.
+    pub prompt_regex: Option<String>,
+    /// Words or phrases (case-insensitive), any of which in `prompt_scope` matches.
+    #[serde(default)]
+    pub prompt_keywords: Vec<String>,
+    #[serde(default)]
+    pub prompt_scope: PromptScope,
+    /// Estimated prompt tokens at least / at most this many.
+    pub min_prompt_tokens: Option<u64>,
+    pub max_prompt_tokens: Option<u64>,
+    /// The request offers tools / carries images (true), or does not (false).
+    pub has_tools: Option<bool>,
+    pub has_images: Option<bool>,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptScope {
+    /// User messages (and tool results, which carry user-supplied content).
+    #[default]
+    User,
+    System,
+    All,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitSection {
+    pub model: String,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -217,11 +273,24 @@ pub struct MockSection {
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
     pub targets: Vec<TargetSection>,
-    /// Only `round_robin` until the routing work lands; other policies are rejected.
+    /// How a request picks among `targets`.
     #[serde(default)]
     pub balance: Balance,
     /// Filters for this model, replacing the global ones filter by filter.
     pub filters: Option<sluice_filters::FiltersConfig>,
+    /// Models tried in order once this model's pool is exhausted.
+    #[serde(default)]
+    pub fallback: Vec<String>,
+    /// Models for particular upstream refusals, tried before `fallback`.
+    #[serde(default)]
+    pub fallback_on: FallbackOn,
+    #[serde(default)]
+    pub retry: RetrySection,
+    #[serde(default)]
+    pub breaker: BreakerSection,
+    /// Overrides of the providers' timeouts for this model.
+    #[serde(default)]
+    pub timeouts: TimeoutOverrides,
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -229,6 +298,89 @@ pub struct ModelSection {
 pub enum Balance {
     #[default]
     RoundRobin,
+    Weighted,
+    LeastConnections,
+    Latency,
+    Random,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackOn {
+    /// A model with a larger context, for "context length exceeded" errors.
+    pub context_length: Option<String>,
+    /// A model to try when the upstream refuses on content policy.
+    pub content_policy: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySection {
+    /// Attempts per model, the first included; 1 disables retries.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// Base of the exponential backoff (full jitter).
+    #[serde(default = "default_backoff")]
+    pub backoff: Dur,
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: Dur,
+    /// No new attempt starts later than this after the request arrived.
+    #[serde(default = "default_deadline")]
+    pub deadline: Dur,
+}
+
+impl Default for RetrySection {
+    fn default() -> Self {
+        RetrySection {
+            attempts: default_attempts(),
+            backoff: default_backoff(),
+            max_backoff: default_max_backoff(),
+            deadline: default_deadline(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerSection {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Consecutive failures that eject a target.
+    #[serde(default = "default_failures")]
+    pub failures: u32,
+    /// Failure ratio over `window` that ejects a target...
+    #[serde(default = "default_error_rate")]
+    pub error_rate: f64,
+    /// ...once the window holds at least this many requests.
+    #[serde(default = "default_min_requests")]
+    pub min_requests: u32,
+    #[serde(default = "default_window")]
+    pub window: Dur,
+    /// Time ejected before a probe request is let through.
+    #[serde(default = "default_cooldown")]
+    pub cooldown: Dur,
+}
+
+impl Default for BreakerSection {
+    fn default() -> Self {
+        BreakerSection {
+            enabled: true,
+            failures: default_failures(),
+            error_rate: default_error_rate(),
+            min_requests: default_min_requests(),
+            window: default_window(),
+            cooldown: default_cooldown(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutOverrides {
+    pub connect: Option<Dur>,
+    pub first_byte: Option<Dur>,
+    pub idle: Option<Dur>,
+    pub total: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -239,8 +391,37 @@ pub struct TargetSection {
     pub model: Option<String>,
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// Requests this target may have in flight from this instance.
+    pub max_in_flight: Option<u32>,
 }
 
+fn default_attempts() -> u32 {
+    3
+}
+fn default_backoff() -> Dur {
+    Dur(std::time::Duration::from_millis(100))
+}
+fn default_max_backoff() -> Dur {
+    Dur(std::time::Duration::from_secs(2))
+}
+fn default_deadline() -> Dur {
+    Dur(std::time::Duration::from_secs(30))
+}
+fn default_failures() -> u32 {
+    5
+}
+fn default_error_rate() -> f64 {
+    0.5
+}
+fn default_min_requests() -> u32 {
+    20
+}
+fn default_window() -> Dur {
+    Dur(std::time::Duration::from_secs(30))
+}
+fn default_cooldown() -> Dur {
+    Dur(std::time::Duration::from_secs(10))
+}
 fn default_listen() -> String {
     "127.0.0.1:8080".into()
 }

@@ -80,10 +80,10 @@ fn provider_kind_rules_and_unsupported_policies_are_errors() {
         .err()
         .unwrap();
     assert!(e.to_string().contains("goes into the URL"), "{e}");
-    let e = compile_text("models:\n  m:\n    balance: latency\n    targets: []\n")
+    let e = compile_text("models:\n  m:\n    balance: fastest\n    targets: []\n")
         .err()
         .unwrap();
-    assert!(e.to_string().contains("round_robin"), "{e}");
+    assert!(e.to_string().contains("least_connections"), "{e}");
 }
 
 #[test]

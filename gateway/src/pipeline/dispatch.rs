@@ -97,6 +97,7 @@ pub async fn open(
     gw: &Gateway,
     peer: &HttpPeer,
     provider: &Provider,
+    first_byte: Duration,
     req: Box<RequestHeader>,
     body: Bytes,
 ) -> Result<HttpSession, GatewayError> {
@@ -108,9 +109,8 @@ pub async fn open(
             .get_http_session(peer)
             .await
             .map_err(|e| upstream_error(provider, &e, "connecting"))?;
-        let first_byte = Some(provider.timeouts.first_byte);
-        up.set_write_timeout(first_byte);
-        up.set_read_timeout(first_byte);
+        up.set_write_timeout(Some(first_byte));
+        up.set_read_timeout(Some(first_byte));
         match exchange(&mut up, req.clone(), body.clone()).await {
             Ok(()) => return Ok(up),
             Err(e) => {

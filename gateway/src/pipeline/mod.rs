@@ -2,6 +2,7 @@
 //! `request_filter` so bodies of any size work (see DESIGN: the 64 KiB
 //! retry-buffer trap). One file per stage.
 
+mod attempt;
 mod dispatch;
 mod probe;
 mod read;
@@ -31,6 +32,8 @@ pub struct RequestCtx {
     pub inbound: Format,
     pub model: Option<Arc<Model>>,
     pub target: Option<usize>,
+    /// Tries at the upstream so far (retries and fallbacks included).
+    pub attempts: u32,
     pub stream: bool,
     pub status: u16,
     pub error: Option<GatewayError>,
@@ -63,6 +66,7 @@ impl RequestCtx {
             inbound: Format::OpenAi,
             model: None,
             target: None,
+            attempts: 0,
             stream: false,
             status: 0,
             error: None,
@@ -126,103 +130,58 @@ async fn serve(
     }
     let body = read::body(session, snapshot.max_request_body).await?;
     let probe = probe::probe(endpoint, &body)?;
-    let model = snapshot
-        .models
-        .get(probe.model.as_ref())
-        .cloned()
-        .ok_or_else(|| GatewayError::UnknownModel {
-            model: probe.model.to_string(),
-            available: snapshot.model_names.clone(),
-        })?;
     ctx.stream = probe.stream;
+    let mut input = translate::Input::new(endpoint, body.clone(), &probe);
+    let requested = probe.model.clone();
+    let name = route(&snapshot, session, &requested, &mut input)?;
+    let model =
+        snapshot
+            .models
+            .get(name.as_ref())
+            .cloned()
+            .ok_or_else(|| GatewayError::UnknownModel {
+                model: name.to_string(),
+                available: snapshot.model_names.clone(),
+            })?;
     ctx.model = Some(model.clone());
-    let (index, target) = model.pick()?;
-    ctx.target = Some(index);
-    if endpoint == Endpoint::CountTokens && target.provider.format != Format::Anthropic {
+    if endpoint == Endpoint::CountTokens
+        && !model
+            .targets
+            .iter()
+            .all(|t| t.provider.format == Format::Anthropic)
+    {
         ctx.status = 200;
         let out = translate::count_tokens(&body)?;
         return respond::json(session, 200, out).await;
     }
-    let mut run = (!model.filters.is_empty()).then(|| model.filters.start(&target.upstream_model));
-    let prepared = translate::prepare(endpoint, &body, &probe, target, run.as_mut());
-    ctx.filters = run;
-    let prepared = prepared?;
-    drop(probe);
-    let provider = &target.provider;
-    let deadline = tokio::time::Instant::from_std(ctx.start + provider.timeouts.total);
-
-    let peer = provider.peer().await?;
-    let head = dispatch::request_header(
-        session.req_header(),
-        provider,
-        endpoint,
-        &prepared.path,
-        prepared.body.len(),
-        ctx.stream,
-    )?;
-    ctx.upstream_sent_at = Some(Instant::now());
-    let opened = tokio::select! {
-        r = tokio::time::timeout_at(deadline, dispatch::open(gw, &peer, provider, head, prepared.body)) => r,
-        _ = relay::client_gone(session) => return Err(GatewayError::ClientGone),
-    };
-    let mut up = opened.map_err(|_| total_timeout(provider))??;
-    ctx.upstream_head_at = Some(Instant::now());
-    let inbound = ctx.inbound;
-    let mut is_sse = ctx.stream;
-    let relayed = if prepared.plan == translate::Plan::Passthrough {
-        let resp = relay::response_header(&up, provider)?;
-        ctx.status = resp.status.as_u16();
-        is_sse = resp
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-        session
-            .write_response_header(resp, false)
-            .await
-            .map_err(|_| GatewayError::ClientGone)?;
-        tokio::time::timeout_at(
-            deadline,
-            relay::body(session, &mut up, provider, ctx, is_sse, inbound),
-        )
-        .await
-    } else {
-        let relay =
-            transcode::Relay {
-                provider,
-                plan: prepared.plan,
-                inbound,
-                dropped: prepared.dropped.as_deref(),
-                model: &model.name,
-                drain: model.filters.token_count.as_ref().is_some_and(|t| {
-                    t.on_disconnect == sluice_filters::config::OnDisconnect::Drain
-                }),
-            };
-        tokio::time::timeout_at(deadline, relay.run(session, &mut up, ctx)).await
-    };
-    let result = match relayed {
-        Ok(r) => r,
-        Err(_) => {
-            let err = total_timeout(provider);
-            if is_sse && session.response_written().is_some() {
-                let _ = session
-                    .write_response_body(Some(err.sse_event(inbound)), true)
-                    .await;
-                ctx.mid_stream_error = true;
-            }
-            Err(err)
-        }
-    };
-    if result.is_ok() {
-        dispatch::release(gw, up, &peer).await;
-    } else {
-        up.shutdown().await;
-    }
-    result
+    attempt::run(gw, session, ctx, &mut input, model).await
 }
 
-fn total_timeout(provider: &crate::upstream::Provider) -> GatewayError {
-    GatewayError::UpstreamTimeout {
-        provider: provider.name.clone(),
-        cause: format!("total timeout of {:?} exceeded", provider.timeouts.total),
+/// The model that serves the request: the first content rule that matches,
+/// else the one asked for.
+fn route<'a>(
+    snapshot: &'a Snapshot,
+    session: &Session,
+    requested: &'a str,
+    input: &mut translate::Input,
+) -> Result<std::borrow::Cow<'a, str>, GatewayError> {
+    let routes = &snapshot.routes;
+    if routes.is_empty() {
+        return Ok(requested.into());
     }
+    let request = if routes.needs_request() {
+        input.chat()?.map(|r| &*r)
+    } else {
+        None
+    };
+    let count = |r: &sluice_providers::ChatRequest| {
+        sluice_filters::tokens::Counter::new(requested, 4.0).prompt(r)
+    };
+    let picked = routes.evaluate(&crate::routing::rules::RouteInput {
+        model: requested,
+        headers: &session.req_header().headers,
+        request,
+        count_tokens: &count,
+    });
+    Ok(picked.map_or(requested.into(), |m| m.to_string().into()))
 }

@@ -30,16 +30,11 @@ fn hop_by_hop(name: &str) -> bool {
     )
 }
 
+/// The client's response head: the upstream's, less its hop-by-hop headers.
 pub fn response_header(
-    up: &HttpSession,
+    head: &ResponseHeader,
     provider: &Provider,
 ) -> Result<Box<ResponseHeader>, GatewayError> {
-    let head = up
-        .response_header()
-        .ok_or_else(|| GatewayError::UpstreamBroken {
-            provider: provider.name.clone(),
-            cause: "no response head".into(),
-        })?;
     let internal = |e: Box<pingora::Error>| GatewayError::UpstreamBroken {
         provider: provider.name.clone(),
         cause: format!("bad response head: {e}"),
@@ -74,11 +69,12 @@ pub async fn body(
     session: &mut Session,
     up: &mut HttpSession,
     provider: &Provider,
+    idle: std::time::Duration,
     ctx: &mut RequestCtx,
     is_sse: bool,
     format: sluice_providers::Format,
 ) -> Result<(), GatewayError> {
-    up.set_read_timeout(Some(provider.timeouts.idle));
+    up.set_read_timeout(Some(idle));
     let max_event = ctx.snapshot.max_stream_event;
     let mut events = is_sse.then(|| EventSplitter::new(max_event));
     loop {

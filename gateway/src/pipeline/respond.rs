@@ -7,9 +7,21 @@ use pingora::proxy::Session;
 use crate::errors::GatewayError;
 
 pub async fn json(session: &mut Session, status: u16, body: Bytes) -> Result<(), GatewayError> {
-    let mut resp = ResponseHeader::build(status, Some(2))
+    json_with(session, status, body, None).await
+}
+
+async fn json_with(
+    session: &mut Session,
+    status: u16,
+    body: Bytes,
+    retry_after: Option<u64>,
+) -> Result<(), GatewayError> {
+    let mut resp = ResponseHeader::build(status, Some(3))
         .map_err(|e| GatewayError::Internal(format!("response head: {e}")))?;
     let _ = resp.insert_header(http::header::CONTENT_TYPE, "application/json");
+    if let Some(s) = retry_after {
+        let _ = resp.insert_header(http::header::RETRY_AFTER, s);
+    }
     let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len());
     session
         .write_response_header(Box::new(resp), false)
@@ -27,5 +39,5 @@ pub async fn error(session: &mut Session, err: &GatewayError, format: sluice_pro
         // The rest of the body may be unread: don't reuse this connection.
         session.set_keepalive(None);
     }
-    let _ = json(session, err.status(), err.body(format)).await;
+    let _ = json_with(session, err.status(), err.body(format), err.retry_after()).await;
 }

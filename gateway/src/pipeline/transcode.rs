@@ -26,6 +26,8 @@ pub struct Relay<'a> {
     pub dropped: Option<&'a str>,
     /// The model name the client asked for, for responses that name none.
     pub model: &'a str,
+    /// Longest silence between two reads of the upstream body.
+    pub idle: std::time::Duration,
     /// After a client disconnect, read the upstream to its end for exact usage.
     pub drain: bool,
 }
@@ -47,6 +49,29 @@ impl EventHook for Hook {
     }
 }
 
+/// A head for a body Sluice re-rendered: the upstream's status, its
+/// rate-limit hints, and who served it.
+pub fn plain_head(
+    status: u16,
+    content_type: &str,
+    upstream: &ResponseHeader,
+    provider: &Provider,
+) -> Result<Box<ResponseHeader>, GatewayError> {
+    let internal = |e: Box<pingora::Error>| GatewayError::Internal(format!("response head: {e}"));
+    let mut h = ResponseHeader::build(status, Some(8)).map_err(internal)?;
+    h.insert_header(http::header::CONTENT_TYPE, content_type)
+        .map_err(internal)?;
+    h.insert_header("x-sluice-provider", provider.name.as_str())
+        .map_err(internal)?;
+    // Rate-limit hints stay meaningful across formats.
+    for name in ["retry-after", "x-request-id", "request-id"] {
+        if let Some(v) = upstream.headers.get(name) {
+            h.insert_header(name, v.clone()).map_err(internal)?;
+        }
+    }
+    Ok(Box::new(h))
+}
+
 impl Relay<'_> {
     fn head(
         &self,
@@ -57,11 +82,13 @@ impl Relay<'_> {
     ) -> Result<Box<ResponseHeader>, GatewayError> {
         let internal =
             |e: Box<pingora::Error>| GatewayError::Internal(format!("response head: {e}"));
-        let mut h = ResponseHeader::build(status, Some(6)).map_err(internal)?;
-        h.insert_header(http::header::CONTENT_TYPE, content_type)
-            .map_err(internal)?;
-        h.insert_header("x-sluice-provider", self.provider.name.as_str())
-            .map_err(internal)?;
+        let empty = ResponseHeader::build(status, None).map_err(internal)?;
+        let mut h = plain_head(
+            status,
+            content_type,
+            up.response_header().unwrap_or(&empty),
+            self.provider,
+        )?;
         if let Some(d) = self.dropped {
             h.insert_header("x-sluice-dropped-params", d)
                 .map_err(internal)?;
@@ -69,64 +96,53 @@ impl Relay<'_> {
         for (name, value) in ctx.filters.iter().flat_map(|f| f.cx.headers.iter()) {
             h.insert_header(*name, value.as_str()).map_err(internal)?;
         }
-        // Rate-limit hints stay meaningful across formats.
-        if let Some(head) = up.response_header() {
-            for name in ["retry-after", "x-request-id", "request-id"] {
-                if let Some(v) = head.headers.get(name) {
-                    h.insert_header(name, v.clone()).map_err(internal)?;
-                }
-            }
-        }
-        Ok(Box::new(h))
+        super::attempt::target_headers(&mut h, ctx);
+        Ok(h)
     }
 
-    /// Relays the whole response; the upstream head has been read.
+    /// Relays a 2xx response whole or as a stream; the head has been read.
     pub async fn run(
         &self,
         session: &mut Session,
         up: &mut HttpSession,
         ctx: &mut RequestCtx,
     ) -> Result<(), GatewayError> {
-        let status = up.response_header().map_or(502, |h| h.status.as_u16());
+        let status = up.response_header().map_or(200, |h| h.status.as_u16());
         ctx.status = status;
         let is_sse = up.response_header().is_some_and(|h| {
             h.headers
                 .get(http::header::CONTENT_TYPE)
                 .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
         });
-        if !(200..300).contains(&status) || !ctx.stream || !is_sse {
-            let body = self.read_all(session, up).await?;
-            let out = if (200..300).contains(&status) {
-                if ctx.stream {
-                    return Err(GatewayError::UpstreamBroken {
-                        provider: self.provider.name.clone(),
-                        cause: "asked for a stream, got a plain body".into(),
-                    });
-                }
-                translate::response_body(
-                    self.plan,
-                    self.inbound,
-                    &body,
-                    self.provider,
-                    self.model,
-                    ctx.filters.as_mut(),
-                )?
-            } else {
-                translate::error_body(self.provider.format, self.inbound, status, &body)
-            };
-            let mut head = self.head(status, "application/json", up, ctx)?;
-            let _ = head.insert_header(http::header::CONTENT_LENGTH, out.len());
-            session
-                .write_response_header(head, false)
-                .await
-                .map_err(|_| GatewayError::ClientGone)?;
-            write(session, ctx, out).await?;
-            return session
-                .write_response_body(None, true)
-                .await
-                .map_err(|_| GatewayError::ClientGone);
+        if ctx.stream && is_sse {
+            return self.stream(session, up, ctx).await;
         }
-        self.stream(session, up, ctx).await
+        if ctx.stream {
+            return Err(GatewayError::UpstreamBroken {
+                provider: self.provider.name.clone(),
+                cause: "asked for a stream, got a plain body".into(),
+            });
+        }
+        let body = self.read_all(session, up).await?;
+        let out = translate::response_body(
+            self.plan,
+            self.inbound,
+            &body,
+            self.provider,
+            self.model,
+            ctx.filters.as_mut(),
+        )?;
+        let mut head = self.head(status, "application/json", up, ctx)?;
+        let _ = head.insert_header(http::header::CONTENT_LENGTH, out.len());
+        session
+            .write_response_header(head, false)
+            .await
+            .map_err(|_| GatewayError::ClientGone)?;
+        write(session, ctx, out).await?;
+        session
+            .write_response_body(None, true)
+            .await
+            .map_err(|_| GatewayError::ClientGone)
     }
 
     async fn read_all(
@@ -134,7 +150,7 @@ impl Relay<'_> {
         session: &mut Session,
         up: &mut HttpSession,
     ) -> Result<Bytes, GatewayError> {
-        up.set_read_timeout(Some(self.provider.timeouts.idle));
+        up.set_read_timeout(Some(self.idle));
         let mut buf = BytesMut::new();
         loop {
             let chunk = tokio::select! {
@@ -200,7 +216,7 @@ impl Relay<'_> {
         ctx: &mut RequestCtx,
         tr: &mut StreamTranslator<Hook>,
     ) -> Result<(), GatewayError> {
-        up.set_read_timeout(Some(self.provider.timeouts.idle));
+        up.set_read_timeout(Some(self.idle));
         let mut out = Vec::with_capacity(4096);
         loop {
             let chunk = tokio::select! {

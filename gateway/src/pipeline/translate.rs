@@ -2,12 +2,15 @@
 //! upstream's: requests re-encoded per target, responses and errors
 //! translated back. Same-format traffic never comes here.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde_json::json;
-use sluice_providers::{CodecError, EncodeOptions, Format, ProviderError, ResponseMeta};
+use sluice_providers::{
+    ChatRequest, CodecError, EncodeOptions, Format, ProviderError, ResponseMeta,
+};
 
 use super::probe::{swap_model, Probe};
 use super::read::Endpoint;
@@ -44,123 +47,182 @@ fn bad_request(e: CodecError) -> GatewayError {
     GatewayError::BadRequest(e.to_string())
 }
 
-pub fn prepare(
-    endpoint: Endpoint,
-    body: &Bytes,
-    probe: &Probe<'_>,
-    target: &Target,
-    mut filters: Option<&mut ChainRun>,
-) -> Result<Prepared, GatewayError> {
-    // Embedding inputs and completion prompts go through the text filters
-    // (PII, token estimate); a changed body already names the upstream model.
-    let rewritten = match filters.as_deref_mut() {
-        Some(run) => filter_texts(endpoint, body, run, &target.upstream_model)?,
-        None => None,
-    };
-    let filtered_body = rewritten.is_some();
-    let body = &rewritten.unwrap_or_else(|| body.clone());
-    let provider = &target.provider;
-    let inbound = endpoint.format();
-    let upstream = provider.format;
-    let path = provider.path(endpoint, &target.upstream_model, probe.stream);
-    // Azure opens streams with a content-filter chunk OpenAI clients do not
-    // expect (no id, no choices): its streams are normalised by re-encoding.
-    let normalise = provider.kind == ProviderKind::Azure && probe.stream;
-    // Filters see the canonical request, so filtered chat is always decoded.
-    let chat = matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Messages);
-    let filtered = filters.is_some() && chat;
-    if inbound == upstream && !normalise && !filtered {
-        let mut out = if filtered_body {
-            body.clone()
-        } else {
-            swap_model(body, probe.model_span.clone(), &target.upstream_model_json)
-        };
-        if provider.quirks.edits_body() {
-            out = Bytes::from(provider.quirks.apply(out.to_vec()));
+/// The client's request as every attempt sees it: its body and, once
+/// something needed it (filters, content rules, a target in another format),
+/// the decoded canonical request.
+pub struct Input {
+    pub endpoint: Endpoint,
+    pub inbound: Format,
+    pub body: Bytes,
+    /// Where the `model` value sits in `body`.
+    pub model_span: Range<usize>,
+    pub stream: bool,
+    chat: Option<ChatRequest>,
+    /// Filters ran: chat responses then take the decoding relay, so the
+    /// filters see them too.
+    filtered: bool,
+    /// Filters changed the request, so the client's bytes no longer do.
+    modified: bool,
+}
+
+impl Input {
+    pub fn new(endpoint: Endpoint, body: Bytes, probe: &Probe<'_>) -> Input {
+        Input {
+            endpoint,
+            inbound: endpoint.format(),
+            body,
+            model_span: probe.model_span.clone(),
+            stream: probe.stream,
+            chat: None,
+            filtered: false,
+            modified: false,
         }
-        return Ok(Prepared {
-            body: out,
-            path,
-            plan: Plan::Passthrough,
-            dropped: None,
-        });
     }
-    match endpoint {
-        Endpoint::ChatCompletions | Endpoint::Messages => {
-            let mut req = inbound.codec().decode_request(body).map_err(bad_request)?;
-            let mut modified = false;
-            if let Some(run) = filters {
-                run.request(&mut req)?;
-                modified = run.cx.request_modified;
-            }
-            let plan = Plan::Chat {
-                upstream,
-                include_usage: req.include_usage,
-            };
-            // OpenAI-style streams report usage only when asked.
-            let ask_usage = req.stream
-                && !req.include_usage
-                && upstream == Format::OpenAi
-                && provider.quirks.stream_usage;
-            if inbound == upstream && !normalise && !modified && !ask_usage {
-                // Filters only looked: forward the client's bytes.
-                let mut out =
-                    swap_model(body, probe.model_span.clone(), &target.upstream_model_json);
-                if provider.quirks.edits_body() {
-                    out = Bytes::from(provider.quirks.apply(out.to_vec()));
+
+    /// The canonical chat request, decoded on first use; `None` for
+    /// endpoints without one.
+    pub fn chat(&mut self) -> Result<Option<&mut ChatRequest>, GatewayError> {
+        if !matches!(
+            self.endpoint,
+            Endpoint::ChatCompletions | Endpoint::Messages
+        ) {
+            return Ok(None);
+        }
+        if self.chat.is_none() {
+            let req = self
+                .inbound
+                .codec()
+                .decode_request(&self.body)
+                .map_err(bad_request)?;
+            self.chat = Some(req);
+        }
+        Ok(self.chat.as_mut())
+    }
+
+    /// Runs the request filters, once per request whatever the attempts.
+    pub fn filter(&mut self, run: &mut ChainRun) -> Result<(), GatewayError> {
+        self.filtered = true;
+        if let Some(req) = self.chat()? {
+            run.request(req)?;
+            self.modified = run.cx.request_modified;
+        } else if let Some(body) = filter_texts(self.endpoint, &self.body, run)? {
+            // Embedding inputs and completion prompts: a new body, re-probed
+            // for where its `model` now sits.
+            self.model_span = super::probe::probe(self.endpoint, &body)?.model_span;
+            self.body = body;
+        }
+        Ok(())
+    }
+
+    /// The client's bytes with the target's model, and its quirks applied.
+    fn swapped(&self, target: &Target) -> Bytes {
+        let out = swap_model(
+            &self.body,
+            self.model_span.clone(),
+            &target.upstream_model_json,
+        );
+        let quirks = &target.provider.quirks;
+        if quirks.edits_body() {
+            Bytes::from(quirks.apply(out.to_vec()))
+        } else {
+            out
+        }
+    }
+
+    /// The request as `target` takes it.
+    pub fn prepare(&mut self, target: &Target) -> Result<Prepared, GatewayError> {
+        let provider = &target.provider;
+        let upstream = provider.format;
+        let path = provider.path(self.endpoint, &target.upstream_model, self.stream);
+        // Azure opens streams with a content-filter chunk OpenAI clients do not
+        // expect (no id, no choices): its streams are normalised by re-encoding.
+        let normalise = provider.kind == ProviderKind::Azure && self.stream;
+        let same = self.inbound == upstream && !normalise;
+        let chat = matches!(
+            self.endpoint,
+            Endpoint::ChatCompletions | Endpoint::Messages
+        );
+        if same && !(self.filtered && chat) {
+            return Ok(Prepared {
+                body: self.swapped(target),
+                path,
+                plan: Plan::Passthrough,
+                dropped: None,
+            });
+        }
+        match self.endpoint {
+            Endpoint::ChatCompletions | Endpoint::Messages => {
+                let modified = self.modified;
+                let Some(req) = self.chat()? else {
+                    return Err(GatewayError::Internal(
+                        "chat endpoint without a request".into(),
+                    ));
+                };
+                let plan = Plan::Chat {
+                    upstream,
+                    include_usage: req.include_usage,
+                };
+                // OpenAI-style streams report usage only when asked.
+                let ask_usage = req.stream
+                    && !req.include_usage
+                    && upstream == Format::OpenAi
+                    && provider.quirks.stream_usage;
+                let opts = EncodeOptions {
+                    model: &target.upstream_model,
+                    default_max_tokens: provider.default_max_tokens,
+                    // Usage is needed to translate the stream's end faithfully.
+                    stream_usage: req.stream && provider.quirks.stream_usage,
+                };
+                if same && !modified && !ask_usage {
+                    // Filters only looked: forward the client's bytes.
+                    return Ok(Prepared {
+                        body: self.swapped(target),
+                        path,
+                        plan,
+                        dropped: None,
+                    });
                 }
-                return Ok(Prepared {
-                    body: out,
+                let enc = upstream
+                    .codec()
+                    .encode_request(req, &opts)
+                    .map_err(bad_request)?;
+                let dropped = dropped(provider, enc.dropped)?;
+                Ok(Prepared {
+                    body: Bytes::from(provider.quirks.apply(enc.body)),
                     path,
                     plan,
-                    dropped: None,
-                });
+                    dropped,
+                })
             }
-            let opts = EncodeOptions {
-                model: &target.upstream_model,
-                default_max_tokens: provider.default_max_tokens,
-                // Usage is needed to translate the stream's end faithfully.
-                stream_usage: req.stream && provider.quirks.stream_usage,
-            };
-            let enc = upstream
-                .codec()
-                .encode_request(&req, &opts)
-                .map_err(bad_request)?;
-            let dropped = dropped(provider, enc.dropped)?;
-            Ok(Prepared {
-                body: Bytes::from(provider.quirks.apply(enc.body)),
-                path,
-                plan,
-                dropped,
-            })
+            Endpoint::Embeddings => {
+                let req = self
+                    .inbound
+                    .codec()
+                    .decode_embed_request(&self.body)
+                    .map_err(bad_request)?;
+                let (body, _) = upstream
+                    .codec()
+                    .encode_embed_request(&req, &target.upstream_model)
+                    .map_err(bad_request)?;
+                Ok(Prepared {
+                    body: Bytes::from(body),
+                    path,
+                    plan: Plan::Embed {
+                        upstream,
+                        base64: req.base64,
+                    },
+                    dropped: None,
+                })
+            }
+            Endpoint::Completions => Err(GatewayError::BadRequest(format!(
+                "/v1/completions needs an OpenAI-format provider; '{}' is {}",
+                provider.name,
+                provider.kind.as_str()
+            ))),
+            Endpoint::Models | Endpoint::CountTokens => Err(GatewayError::Internal(
+                "endpoint has no upstream translation".into(),
+            )),
         }
-        Endpoint::Embeddings => {
-            let req = inbound
-                .codec()
-                .decode_embed_request(body)
-                .map_err(bad_request)?;
-            let (body, _) = upstream
-                .codec()
-                .encode_embed_request(&req, &target.upstream_model)
-                .map_err(bad_request)?;
-            Ok(Prepared {
-                body: Bytes::from(body),
-                path,
-                plan: Plan::Embed {
-                    upstream,
-                    base64: req.base64,
-                },
-                dropped: None,
-            })
-        }
-        Endpoint::Completions => Err(GatewayError::BadRequest(format!(
-            "/v1/completions needs an OpenAI-format provider; '{}' is {}",
-            provider.name,
-            provider.kind.as_str()
-        ))),
-        Endpoint::Models | Endpoint::CountTokens => Err(GatewayError::Internal(
-            "endpoint has no upstream translation".into(),
-        )),
     }
 }
 
@@ -170,7 +232,6 @@ fn filter_texts(
     endpoint: Endpoint,
     body: &Bytes,
     run: &mut ChainRun,
-    upstream_model: &str,
 ) -> Result<Option<Bytes>, GatewayError> {
     let field = match endpoint {
         Endpoint::Embeddings => "input",
@@ -190,7 +251,7 @@ fn filter_texts(
         // Token arrays carry no text to inspect.
         _ => return Ok(None),
     };
-    let mut req = sluice_providers::ChatRequest::new(Format::OpenAi, upstream_model);
+    let mut req = ChatRequest::new(Format::OpenAi, "");
     req.messages = texts
         .into_iter()
         .map(|t| sluice_providers::Message::text(sluice_providers::Role::User, t))
@@ -211,7 +272,6 @@ fn filter_texts(
             serde_json::Value::Array(out)
         };
         o.insert(field.into(), new);
-        o.insert("model".into(), json!(upstream_model));
     }
     Ok(Some(Bytes::from(v.to_string())))
 }

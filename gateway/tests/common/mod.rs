@@ -114,6 +114,19 @@ impl Gateway {
     pub async fn metrics(&self) -> String {
         String::from_utf8(get(self.admin, "/metrics").await.unwrap().body.to_vec()).unwrap()
     }
+
+    /// `/metrics` once `sample` reaches `at_least` (requests are recorded
+    /// just after their response is sent), or after 3 s.
+    pub async fn metrics_when(&self, sample: &str, at_least: f64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let m = self.metrics().await;
+            if sample_or_zero(&m, sample) >= at_least || Instant::now() > deadline {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 impl Drop for Gateway {

@@ -1,0 +1,547 @@
+//! Stage `attempt`: tries at the upstream until one answer is kept. A try
+//! that fails before anything reached the client (connect error, timeout,
+//! 408/429/5xx) is retried with backoff on another target of the pool when
+//! there is one, then on the fallback models; the kept answer is relayed.
+//! Nothing is retried once the client has seen a byte of the response.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use pingora::http::ResponseHeader;
+use pingora::protocols::http::client::HttpSession;
+use pingora::proxy::Session;
+use pingora::upstreams::peer::HttpPeer;
+use sluice_providers::Format;
+
+use super::dispatch::{self, upstream_error};
+use super::relay::{self, client_gone};
+use super::transcode;
+use super::translate::{self, Input, Plan};
+use super::RequestCtx;
+use crate::errors::GatewayError;
+use crate::proxy::Gateway;
+use crate::routing::health::now_ms;
+use crate::routing::retry::{parse_retry_after, retryable_status};
+use crate::routing::{NoTarget, Tried};
+use crate::snapshot::{Model, Target};
+
+/// Largest upstream error body read (to translate it or decide a fallback).
+const MAX_ERROR_BODY: usize = 1 << 20;
+
+/// A failed try whose answer may still be the one the client gets.
+enum Failure {
+    Error(GatewayError),
+    /// An upstream error response, read whole.
+    Status {
+        head: Box<ResponseHeader>,
+        body: Bytes,
+        target: usize,
+        model: Arc<Model>,
+    },
+}
+
+/// Where the attempts are: the model whose pool is in use and what it tried.
+struct Cursor {
+    model: Arc<Model>,
+    tried: Tried,
+    on_model: u32,
+    visited: Vec<String>,
+    fallbacks: std::collections::VecDeque<String>,
+    deadline: Instant,
+}
+
+impl Cursor {
+    /// Another try on this model: attempts left and the deadline not passed.
+    fn more_here(&self) -> bool {
+        self.on_model < self.model.retry.attempts && Instant::now() < self.deadline
+    }
+
+    /// Moves to the next fallback model not yet visited.
+    fn fall_back(&mut self, gw: &Gateway, ctx: &RequestCtx) -> bool {
+        while let Some(name) = self.fallbacks.pop_front() {
+            if let Some(next) = self.jump(gw, ctx, &name) {
+                self.model = next;
+                return true;
+            }
+        }
+        false
+    }
+
+    fn jump(&mut self, gw: &Gateway, ctx: &RequestCtx, name: &str) -> Option<Arc<Model>> {
+        if self.visited.iter().any(|v| v == name) {
+            return None;
+        }
+        let next = ctx.snapshot.models.get(name)?.clone();
+        gw.metrics.routing.fallback(&self.model.name, name);
+        self.visited.push(name.to_string());
+        self.tried = 0;
+        self.on_model = 0;
+        Some(next)
+    }
+
+    fn has_fallback(&self) -> bool {
+        self.fallbacks.iter().any(|f| !self.visited.contains(f))
+    }
+}
+
+pub async fn run(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    input: &mut Input,
+    first: Arc<Model>,
+) -> Result<(), GatewayError> {
+    let mut cur = Cursor {
+        deadline: ctx.start + first.retry.deadline,
+        fallbacks: first.fallback.iter().cloned().collect(),
+        visited: vec![first.name.clone()],
+        model: first.clone(),
+        tried: 0,
+        on_model: 0,
+    };
+    let mut last: Option<Failure> = None;
+    loop {
+        let (i, _in_flight) = match cur.model.select(cur.tried) {
+            Ok(picked) => picked,
+            Err(NoTarget::Cooling { wait_ms }) if cur.more_here() => {
+                let wait = Duration::from_millis(wait_ms);
+                if Instant::now() + wait < cur.deadline {
+                    pause(session, wait).await?;
+                    continue;
+                }
+                if cur.fall_back(gw, ctx) {
+                    continue;
+                }
+                return give_up(
+                    session,
+                    ctx,
+                    last,
+                    &cur.model,
+                    NoTarget::Cooling { wait_ms },
+                )
+                .await;
+            }
+            Err(why) => {
+                if cur.fall_back(gw, ctx) {
+                    continue;
+                }
+                return give_up(session, ctx, last, &cur.model, why).await;
+            }
+        };
+        let model = cur.model.clone();
+        let target = &model.targets[i];
+        if ctx.filters.is_none() && !first.filters.is_empty() {
+            let mut run = first.filters.start(&target.upstream_model);
+            let filtered = input.filter(&mut run);
+            ctx.filters = Some(run);
+            filtered?;
+        }
+        ctx.attempts += 1;
+        cur.on_model += 1;
+        cur.tried |= 1 << i;
+        ctx.model = Some(model.clone());
+        ctx.target = Some(i);
+        target.counters.selected.inc();
+        if ctx.attempts > 1 {
+            gw.metrics.routing.retry(&model.name);
+        }
+        let prepared = input.prepare(target)?;
+        let provider = &target.provider;
+        let head = dispatch::request_header(
+            session.req_header(),
+            provider,
+            input.endpoint,
+            &prepared.path,
+            prepared.body.len(),
+            input.stream,
+        )?;
+        let total = tokio::time::Instant::from_std(ctx.start + target.timeouts.total);
+        ctx.upstream_sent_at = Some(Instant::now());
+        let opened = match provider.peer().await {
+            Err(e) => Err(e),
+            Ok(peer) => {
+                let body = prepared.body.clone();
+                let first_byte = target.timeouts.first_byte;
+                tokio::select! {
+                    r = tokio::time::timeout_at(total, dispatch::open(gw, &peer, provider, first_byte, head, body)) => {
+                        r.unwrap_or_else(|_| Err(total_timeout(target))).map(|up| (up, peer))
+                    }
+                    _ = client_gone(session) => return Err(GatewayError::ClientGone),
+                }
+            }
+        };
+        let (mut up, peer) = match opened {
+            Ok(o) => o,
+            Err(e) => {
+                health(target, false, None);
+                last = Some(Failure::Error(e));
+                if next_try(session, &mut cur, gw, ctx).await? {
+                    continue;
+                }
+                return give_up(session, ctx, last, &model, NoTarget::Busy).await;
+            }
+        };
+        let head_at = Instant::now();
+        ctx.upstream_head_at = Some(head_at);
+        let ttfb = ctx.upstream_sent_at.map(|s| head_at - s);
+        let head = up.response_header().cloned().map(Box::new);
+        let status = head.as_ref().map_or(502, |h| h.status.as_u16());
+        let failed = retryable_status(status);
+        health(target, !failed, ttfb);
+        if failed {
+            let retry_after = head
+                .as_ref()
+                .and_then(|h| h.headers.get(http::header::RETRY_AFTER))
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
+            if let (429, Some(ra)) = (status, retry_after) {
+                target.health.hold_off(now_ms() + ra.as_millis() as u64);
+            }
+        }
+        if (200..300).contains(&status) {
+            return relay(gw, session, ctx, &first, target, up, &peer, prepared).await;
+        }
+        let body = read_error_body(session, &mut up, target).await;
+        dispatch::release(gw, up, &peer).await;
+        let body = body?;
+        let Some(head) = head else {
+            return Err(GatewayError::Internal("response head vanished".into()));
+        };
+        if !failed {
+            // A refusal another model may not give: the configured special fallbacks.
+            if let Some(name) = special_fallback(&model, target.provider.format, status, &body) {
+                if let Some(next) = cur.jump(gw, ctx, &name) {
+                    cur.model = next;
+                    continue;
+                }
+            }
+            return upstream_error_response(session, ctx, &model, i, &head, body).await;
+        }
+        last = Some(Failure::Status {
+            head,
+            body,
+            target: i,
+            model: model.clone(),
+        });
+        if next_try(session, &mut cur, gw, ctx).await? {
+            continue;
+        }
+        return give_up(session, ctx, last, &model, NoTarget::Busy).await;
+    }
+}
+
+/// After a failed try: waits out the backoff and says whether to go on
+/// (on this model, or on a fallback).
+async fn next_try(
+    session: &mut Session,
+    cur: &mut Cursor,
+    gw: &Gateway,
+    ctx: &RequestCtx,
+) -> Result<bool, GatewayError> {
+    if cur.more_here() {
+        // Straight to an untried target; the same one again after a backoff.
+        if !untried_left(&cur.model, cur.tried) {
+            let delay = cur.model.retry.delay(cur.on_model);
+            if Instant::now() + delay >= cur.deadline {
+                return Ok(cur.fall_back(gw, ctx));
+            }
+            pause(session, delay).await?;
+        }
+        return Ok(true);
+    }
+    Ok(cur.has_fallback() && cur.fall_back(gw, ctx))
+}
+
+fn untried_left(model: &Model, tried: Tried) -> bool {
+    let now = now_ms();
+    model.targets.iter().enumerate().any(|(i, t)| {
+        tried & (1 << i) == 0
+            && t.provider.unavailable.is_none()
+            && t.health.eligible(now)
+            && t.health.cooling(now).is_none()
+    })
+}
+
+async fn pause(session: &mut Session, d: Duration) -> Result<(), GatewayError> {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => Ok(()),
+        _ = client_gone(session) => Err(GatewayError::ClientGone),
+    }
+}
+
+fn health(target: &Target, ok: bool, ttfb: Option<Duration>) {
+    if ok {
+        target.counters.ok.inc();
+    } else {
+        target.counters.failed.inc();
+    }
+    if target.health.record(ok, ttfb, now_ms()) {
+        target.counters.ejections.inc();
+    }
+}
+
+/// No try left: the last failure is the answer (an upstream error response
+/// as the upstream gave it, translated), else why no target could be tried.
+async fn give_up(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    last: Option<Failure>,
+    model: &Model,
+    why: NoTarget,
+) -> Result<(), GatewayError> {
+    match last {
+        Some(Failure::Error(e)) => Err(e),
+        Some(Failure::Status {
+            head,
+            body,
+            target,
+            model,
+        }) => {
+            ctx.model = Some(model.clone());
+            ctx.target = Some(target);
+            upstream_error_response(session, ctx, &model, target, &head, body).await
+        }
+        None => Err(no_target(model, why)),
+    }
+}
+
+fn no_target(model: &Model, why: NoTarget) -> GatewayError {
+    match why {
+        NoTarget::Unavailable(reasons) => {
+            GatewayError::ModelUnavailable(format!("Model '{}' is unavailable: {reasons}", model.name))
+        }
+        NoTarget::Open { retry_ms } => GatewayError::NoTarget {
+            message: format!(
+                "Every upstream of model '{}' is failing and has been taken out of rotation; retry later",
+                model.name
+            ),
+            retry_after: retry_ms.div_ceil(1000).max(1),
+        },
+        NoTarget::Cooling { wait_ms } => GatewayError::NoTarget {
+            message: format!(
+                "Every upstream of model '{}' asked for a pause (rate limited); retry later",
+                model.name
+            ),
+            retry_after: wait_ms.div_ceil(1000).max(1),
+        },
+        NoTarget::Busy => GatewayError::NoTarget {
+            message: format!("Every upstream of model '{}' is at capacity", model.name),
+            retry_after: 1,
+        },
+    }
+}
+
+fn total_timeout(target: &Target) -> GatewayError {
+    GatewayError::UpstreamTimeout {
+        provider: target.provider.name.clone(),
+        cause: format!("total timeout of {:?} exceeded", target.timeouts.total),
+    }
+}
+
+async fn read_error_body(
+    session: &mut Session,
+    up: &mut HttpSession,
+    target: &Target,
+) -> Result<Bytes, GatewayError> {
+    up.set_read_timeout(Some(target.timeouts.idle));
+    let mut buf = BytesMut::new();
+    loop {
+        let chunk = tokio::select! {
+            c = up.read_response_body() => c,
+            _ = client_gone(session) => return Err(GatewayError::ClientGone),
+        };
+        match chunk {
+            Ok(Some(b)) => {
+                let room = MAX_ERROR_BODY.saturating_sub(buf.len());
+                buf.extend_from_slice(&b[..b.len().min(room)]);
+            }
+            Ok(None) => return Ok(buf.freeze()),
+            Err(e) => {
+                return Err(upstream_error(
+                    &target.provider,
+                    &e,
+                    "reading the error response",
+                ))
+            }
+        }
+    }
+}
+
+/// The model configured for this refusal (`fallback_on`), if it is one.
+fn special_fallback(model: &Model, format: Format, status: u16, body: &[u8]) -> Option<String> {
+    if status != 400 && status != 403 {
+        return None;
+    }
+    if model.fallback_context_length.is_none() && model.fallback_content_policy.is_none() {
+        return None;
+    }
+    let err = format.codec().decode_error(status, body);
+    let code = err.code.as_deref().unwrap_or("").to_ascii_lowercase();
+    let msg = err.message.to_ascii_lowercase();
+    let context = code == "context_length_exceeded"
+        || code == "string_above_max_length"
+        || [
+            "context length",
+            "context window",
+            "maximum context",
+            "prompt is too long",
+            "too many tokens",
+            "exceeds the maximum number of tokens",
+        ]
+        .iter()
+        .any(|p| msg.contains(p));
+    let policy = code == "content_filter"
+        || code == "content_policy_violation"
+        || [
+            "content management policy",
+            "content policy",
+            "safety system",
+        ]
+        .iter()
+        .any(|p| msg.contains(p));
+    if context {
+        model.fallback_context_length.clone()
+    } else if policy {
+        model.fallback_content_policy.clone()
+    } else {
+        None
+    }
+}
+
+/// Sends an upstream error response to the client: as is when the formats
+/// match, else translated.
+async fn upstream_error_response(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    model: &Model,
+    i: usize,
+    head: &ResponseHeader,
+    body: Bytes,
+) -> Result<(), GatewayError> {
+    let target = &model.targets[i];
+    let provider = &target.provider;
+    let status = head.status.as_u16();
+    ctx.status = status;
+    let (mut resp, body) = if provider.format == ctx.inbound {
+        (relay::response_header(head, provider)?, body)
+    } else {
+        let out = translate::error_body(provider.format, ctx.inbound, status, &body);
+        (
+            transcode::plain_head(status, "application/json", head, provider)?,
+            out,
+        )
+    };
+    let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len());
+    resp.remove_header(&http::header::TRANSFER_ENCODING);
+    target_headers(&mut resp, ctx);
+    session
+        .write_response_header(resp, false)
+        .await
+        .map_err(|_| GatewayError::ClientGone)?;
+    relay::write(session, ctx, body).await?;
+    session
+        .write_response_body(None, true)
+        .await
+        .map_err(|_| GatewayError::ClientGone)
+}
+
+/// `x-sluice-target` and `x-sluice-attempts`: what served the request.
+pub fn target_headers(resp: &mut ResponseHeader, ctx: &RequestCtx) {
+    let label = ctx
+        .model
+        .as_ref()
+        .and_then(|m| ctx.target.and_then(|i| m.targets.get(i)))
+        .map(|t| t.label.as_str());
+    if let Some(l) = label {
+        let _ = resp.insert_header("x-sluice-target", l);
+    }
+    let _ = resp.insert_header("x-sluice-attempts", ctx.attempts);
+}
+
+/// Relays a 2xx answer; from here on nothing is retried.
+#[allow(clippy::too_many_arguments)]
+async fn relay(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    first: &Model,
+    target: &Target,
+    mut up: HttpSession,
+    peer: &HttpPeer,
+    prepared: translate::Prepared,
+) -> Result<(), GatewayError> {
+    let provider = &target.provider;
+    let inbound = ctx.inbound;
+    let total = tokio::time::Instant::from_std(ctx.start + target.timeouts.total);
+    let mut is_sse = ctx.stream;
+    let relayed = if prepared.plan == Plan::Passthrough {
+        let Some(head) = up.response_header() else {
+            return Err(GatewayError::Internal("response head vanished".into()));
+        };
+        let mut resp = relay::response_header(head, provider)?;
+        target_headers(&mut resp, ctx);
+        ctx.status = resp.status.as_u16();
+        is_sse = resp
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        session
+            .write_response_header(resp, false)
+            .await
+            .map_err(|_| GatewayError::ClientGone)?;
+        tokio::time::timeout_at(
+            total,
+            relay::body(
+                session,
+                &mut up,
+                provider,
+                target.timeouts.idle,
+                ctx,
+                is_sse,
+                inbound,
+            ),
+        )
+        .await
+    } else {
+        let relay =
+            transcode::Relay {
+                provider,
+                plan: prepared.plan,
+                inbound,
+                dropped: prepared.dropped.as_deref(),
+                model: &first.name,
+                idle: target.timeouts.idle,
+                drain: first.filters.token_count.as_ref().is_some_and(|t| {
+                    t.on_disconnect == sluice_filters::config::OnDisconnect::Drain
+                }),
+            };
+        tokio::time::timeout_at(total, relay.run(session, &mut up, ctx)).await
+    };
+    let result = match relayed {
+        Ok(r) => r,
+        Err(_) => {
+            let err = total_timeout(target);
+            if is_sse && session.response_written().is_some() {
+                let _ = session
+                    .write_response_body(Some(err.sse_event(inbound)), true)
+                    .await;
+                ctx.mid_stream_error = true;
+            }
+            Err(err)
+        }
+    };
+    match &result {
+        Ok(()) => dispatch::release(gw, up, peer).await,
+        Err(e) => {
+            if matches!(
+                e,
+                GatewayError::UpstreamBroken { .. } | GatewayError::UpstreamTimeout { .. }
+            ) {
+                health(target, false, None);
+            }
+            up.shutdown().await;
+        }
+    }
+    result
+}
