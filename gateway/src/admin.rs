@@ -1,4 +1,4 @@
-//! Admin listener: `/healthz`, `/readyz`, `/metrics`.
+//! Admin listener: `/healthz`, `/readyz`, `/metrics`, `/admin/upstreams`.
 
 use std::sync::Arc;
 
@@ -59,7 +59,15 @@ impl ServeHttp for Admin {
         match path.as_str() {
             "/healthz" => reply(200, "application/json", b"{\"status\":\"ok\"}".to_vec()),
             "/readyz" => self.readyz(),
-            "/metrics" => reply(200, "text/plain; version=0.0.4", self.metrics.render()),
+            "/metrics" => {
+                self.metrics.routing.refresh(&self.snapshot.load());
+                reply(200, "text/plain; version=0.0.4", self.metrics.render())
+            }
+            "/admin/upstreams" => reply(
+                200,
+                "application/json",
+                crate::routing::stats::upstreams_json(&self.snapshot.load()).into_bytes(),
+            ),
             _ => reply(
                 404,
                 "application/json",

@@ -200,9 +200,31 @@ pub async fn run(
             }
         }
         if (200..300).contains(&status) {
-            return relay(gw, session, ctx, &first, target, up, &peer, prepared).await;
+            if input.stream {
+                // A stream is committed at its first byte.
+                return relay(gw, session, ctx, &first, target, up, &peer, prepared, None).await;
+            }
+            // A whole body before the head goes out: an upstream that dies
+            // mid-body is retried instead of cutting the client off.
+            match read_whole(session, &mut up, target, transcode::MAX_HELD_BODY, false).await {
+                Ok(body) => {
+                    let body = Some(body);
+                    return relay(gw, session, ctx, &first, target, up, &peer, prepared, body)
+                        .await;
+                }
+                Err(GatewayError::ClientGone) => return Err(GatewayError::ClientGone),
+                Err(e) => {
+                    up.shutdown().await;
+                    health(target, false, None);
+                    last = Some(Failure::Error(e));
+                    if next_try(session, &mut cur, gw, ctx).await? {
+                        continue;
+                    }
+                    return give_up(session, ctx, last, &model, NoTarget::Busy).await;
+                }
+            }
         }
-        let body = read_error_body(session, &mut up, target).await;
+        let body = read_whole(session, &mut up, target, MAX_ERROR_BODY, true).await;
         dispatch::release(gw, up, &peer).await;
         let body = body?;
         let Some(head) = head else {
@@ -339,10 +361,13 @@ fn total_timeout(target: &Target) -> GatewayError {
     }
 }
 
-async fn read_error_body(
+/// The rest of the upstream body; past `limit`, cut (`truncate`) or an error.
+async fn read_whole(
     session: &mut Session,
     up: &mut HttpSession,
     target: &Target,
+    limit: usize,
+    truncate: bool,
 ) -> Result<Bytes, GatewayError> {
     up.set_read_timeout(Some(target.timeouts.idle));
     let mut buf = BytesMut::new();
@@ -353,7 +378,13 @@ async fn read_error_body(
         };
         match chunk {
             Ok(Some(b)) => {
-                let room = MAX_ERROR_BODY.saturating_sub(buf.len());
+                let room = limit.saturating_sub(buf.len());
+                if b.len() > room && !truncate {
+                    return Err(GatewayError::UpstreamBroken {
+                        provider: target.provider.name.clone(),
+                        cause: format!("response body over {limit} bytes"),
+                    });
+                }
                 buf.extend_from_slice(&b[..b.len().min(room)]);
             }
             Ok(None) => return Ok(buf.freeze()),
@@ -361,7 +392,7 @@ async fn read_error_body(
                 return Err(upstream_error(
                     &target.provider,
                     &e,
-                    "reading the error response",
+                    "reading the response body",
                 ))
             }
         }
@@ -435,15 +466,7 @@ async fn upstream_error_response(
     let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len());
     resp.remove_header(&http::header::TRANSFER_ENCODING);
     target_headers(&mut resp, ctx);
-    session
-        .write_response_header(resp, false)
-        .await
-        .map_err(|_| GatewayError::ClientGone)?;
-    relay::write(session, ctx, body).await?;
-    session
-        .write_response_body(None, true)
-        .await
-        .map_err(|_| GatewayError::ClientGone)
+    whole(session, ctx, resp, body).await
 }
 
 /// `x-sluice-target` and `x-sluice-attempts`: what served the request.
@@ -470,6 +493,7 @@ async fn relay(
     mut up: HttpSession,
     peer: &HttpPeer,
     prepared: translate::Prepared,
+    body: Option<Bytes>,
 ) -> Result<(), GatewayError> {
     let provider = &target.provider;
     let inbound = ctx.inbound;
@@ -481,6 +505,16 @@ async fn relay(
         };
         let mut resp = relay::response_header(head, provider)?;
         target_headers(&mut resp, ctx);
+        if let Some(body) = body {
+            ctx.status = resp.status.as_u16();
+            let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len());
+            resp.remove_header(&http::header::TRANSFER_ENCODING);
+            let sent = whole(session, ctx, resp, body).await;
+            if sent.is_ok() {
+                dispatch::release(gw, up, peer).await;
+            }
+            return sent;
+        }
         ctx.status = resp.status.as_u16();
         is_sse = resp
             .headers
@@ -516,7 +550,7 @@ async fn relay(
                     t.on_disconnect == sluice_filters::config::OnDisconnect::Drain
                 }),
             };
-        tokio::time::timeout_at(total, relay.run(session, &mut up, ctx)).await
+        tokio::time::timeout_at(total, relay.run(session, &mut up, ctx, body)).await
     };
     let result = match relayed {
         Ok(r) => r,
@@ -544,4 +578,22 @@ async fn relay(
         }
     }
     result
+}
+
+/// Writes a complete response.
+async fn whole(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    resp: Box<ResponseHeader>,
+    body: Bytes,
+) -> Result<(), GatewayError> {
+    session
+        .write_response_header(resp, false)
+        .await
+        .map_err(|_| GatewayError::ClientGone)?;
+    relay::write(session, ctx, body).await?;
+    session
+        .write_response_body(None, true)
+        .await
+        .map_err(|_| GatewayError::ClientGone)
 }

@@ -89,6 +89,10 @@ pub async fn handle(
     ctx: &mut RequestCtx,
 ) -> pingora::Result<bool> {
     session.set_keepalive(Some(60));
+    // The disconnect watch reads one byte when the request is done; with
+    // pipelining on, a byte of the client's next request is kept for it
+    // instead of being lost (or refused as data after the body).
+    session.as_downstream_mut().set_pipelining_enabled(true);
     let result = serve(gw, session, ctx).await;
     let Err(err) = result else {
         return Ok(true);

@@ -16,8 +16,8 @@ use super::RequestCtx;
 use crate::errors::GatewayError;
 use crate::upstream::Provider;
 
-/// Bound on an upstream body held whole for translation.
-const MAX_HELD_BODY: usize = 64 << 20;
+/// Bound on an upstream body held whole (for translation, or until complete).
+pub const MAX_HELD_BODY: usize = 64 << 20;
 
 pub struct Relay<'a> {
     pub provider: &'a Provider,
@@ -101,11 +101,13 @@ impl Relay<'_> {
     }
 
     /// Relays a 2xx response whole or as a stream; the head has been read.
+    /// `body`: the whole upstream body when it was already read.
     pub async fn run(
         &self,
         session: &mut Session,
         up: &mut HttpSession,
         ctx: &mut RequestCtx,
+        body: Option<Bytes>,
     ) -> Result<(), GatewayError> {
         let status = up.response_header().map_or(200, |h| h.status.as_u16());
         ctx.status = status;
@@ -123,7 +125,10 @@ impl Relay<'_> {
                 cause: "asked for a stream, got a plain body".into(),
             });
         }
-        let body = self.read_all(session, up).await?;
+        let body = match body {
+            Some(b) => b,
+            None => self.read_all(session, up).await?,
+        };
         let out = translate::response_body(
             self.plan,
             self.inbound,

@@ -19,6 +19,18 @@ pub enum Policy {
     Random,
 }
 
+impl Policy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::RoundRobin => "round_robin",
+            Policy::Weighted => "weighted",
+            Policy::LeastConnections => "least_connections",
+            Policy::Latency => "latency",
+            Policy::Random => "random",
+        }
+    }
+}
+
 /// Longest precomputed weighted schedule; larger weight sums are scaled down.
 const MAX_SCHEDULE: u64 = 4096;
 

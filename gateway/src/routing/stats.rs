@@ -128,3 +128,47 @@ impl RoutingMetrics {
         }
     }
 }
+
+/// `GET /admin/upstreams`: each model's pool and each target's health.
+pub fn upstreams_json(snapshot: &Snapshot) -> String {
+    let now = now_ms();
+    let mut names: Vec<&String> = snapshot.models.keys().collect();
+    names.sort();
+    let models: Vec<serde_json::Value> = names
+        .into_iter()
+        .map(|name| {
+            let m = &snapshot.models[name];
+            let targets: Vec<serde_json::Value> = m
+                .targets
+                .iter()
+                .map(|t| {
+                    let h = &t.health;
+                    let (ok, failed) = h.window_counts(now);
+                    serde_json::json!({
+                        "target": t.label,
+                        "provider": t.provider.name,
+                        "model": t.upstream_model,
+                        "weight": t.weight,
+                        "max_in_flight": t.max_in_flight,
+                        "available": t.provider.unavailable.is_none(),
+                        "unavailable_reason": t.provider.unavailable,
+                        "breaker": h.state().as_str(),
+                        "in_flight": h.in_flight(),
+                        "latency_ms": h.latency_us(now) / 1e3,
+                        "consecutive_failures": h.consecutive_failures(),
+                        "window": {"ok": ok, "failed": failed},
+                        "ejections": h.ejections(),
+                        "cooling_ms": h.cooling(now),
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "model": name,
+                "balance": m.balancer.policy().as_str(),
+                "fallback": m.fallback,
+                "targets": targets,
+            })
+        })
+        .collect();
+    serde_json::json!({ "models": models }).to_string()
+}

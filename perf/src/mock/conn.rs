@@ -64,6 +64,11 @@ pub async fn handle(mut stream: TcpStream, state: Arc<MockState>) {
                 &format!("Injected fault: status {code}"),
                 c.retry_after,
             ),
+            (Some(Fault::ContextLength), _) => fmt.error(
+                400,
+                "This model's maximum context length is 8192 tokens; the prompt is too long.",
+                None,
+            ),
             (_, Some(rejection)) => rejection,
             _ => {
                 let cx = Ctx {
@@ -109,7 +114,8 @@ async fn read_request(
                 let close = http1::header(parsed.headers, "connection")
                     .is_some_and(|v| v.eq_ignore_ascii_case(b"close"))
                     || parsed.version == Some(0);
-                let controls = Controls::from_headers(&state.options, parsed.headers);
+                let mut controls = Controls::from_headers(&state.options, parsed.headers);
+                state.apply_live(&mut controls);
                 let format = Format::of_path(&path);
                 let rejection =
                     format.admit(state.options.api_key.as_deref(), parsed.headers, &path);
@@ -347,7 +353,8 @@ async fn stream_fault(
             hold_until_closed(stream).await;
             Ok(false)
         }
-        None => Ok(true),
+        // Answered before any token: never reaches a stream.
+        Some(Fault::ContextLength) | None => Ok(true),
     }
 }
 

@@ -6,7 +6,7 @@
 //! | `x-mock-itl-ms: N` | delay between streamed tokens |
 //! | `x-mock-tokens: N` | completion length |
 //! | `x-mock-echo: 1` | answer with the last user message |
-//! | `x-mock-fault: KIND` | `status=CODE` (error in the called format's shape), `reset`, `stall`, `malformed`, `truncate` |
+//! | `x-mock-fault: KIND` | `status=CODE` (error in the called format's shape), `context_length` (a 400 refusal), `reset`, `stall`, `malformed`, `truncate` |
 //! | `x-mock-fault-after: N` | for streams: emit N tokens before the fault |
 //! | `x-mock-retry-after: S` | `Retry-After` on a `status=` fault |
 
@@ -25,6 +25,8 @@ pub enum Fault {
     Malformed,
     /// Close the connection in the middle of the body.
     Truncate,
+    /// A 400 saying the prompt exceeds the model's context window.
+    ContextLength,
 }
 
 impl Fault {
@@ -42,6 +44,7 @@ impl Fault {
             "stall" => Some(Fault::Stall),
             "malformed" => Some(Fault::Malformed),
             "truncate" => Some(Fault::Truncate),
+            "context_length" => Some(Fault::ContextLength),
             _ => None,
         }
     }

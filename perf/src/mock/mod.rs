@@ -102,14 +102,17 @@ pub struct MockState {
     /// Requests seen, in arrival order (only when recording is on).
     recorded: Option<Mutex<Vec<Recorded>>>,
     requests: AtomicU64,
+    /// Set at run time (tests): a fault for every request, and its `Retry-After`.
+    live_fault: Mutex<Option<(controls::Fault, Option<u64>)>>,
+    /// Set at run time (tests): latency added before every response head.
+    extra_ttft_ms: AtomicU64,
 }
 
 impl MockState {
     pub fn new(options: MockOptions) -> Self {
         MockState {
             options,
-            recorded: None,
-            requests: AtomicU64::new(0),
+            ..Default::default()
         }
     }
 
@@ -127,6 +130,26 @@ impl MockState {
         match &self.recorded {
             Some(m) => m.lock().map(|v| v.clone()).unwrap_or_default(),
             None => Vec::new(),
+        }
+    }
+
+    /// Makes every request fail with `fault` from now on (`None` heals).
+    pub fn set_fault(&self, fault: Option<controls::Fault>, retry_after: Option<u64>) {
+        if let Ok(mut f) = self.live_fault.lock() {
+            *f = fault.map(|f| (f, retry_after));
+        }
+    }
+
+    /// Adds `ms` before every response head from now on.
+    pub fn set_extra_ttft_ms(&self, ms: u64) {
+        self.extra_ttft_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn apply_live(&self, c: &mut controls::Controls) {
+        c.ttft += Duration::from_millis(self.extra_ttft_ms.load(Ordering::Relaxed));
+        if let Some((fault, retry_after)) = self.live_fault.lock().ok().and_then(|f| *f) {
+            c.fault = Some(fault);
+            c.retry_after = retry_after.or(c.retry_after);
         }
     }
 
@@ -149,6 +172,16 @@ impl MockState {
 
 /// Serves connections from `listener` until the future is dropped.
 pub async fn serve(listener: TcpListener, state: Arc<MockState>) {
+    let (_keep, stop) = tokio::sync::watch::channel(false);
+    serve_until(listener, state, stop).await;
+}
+
+/// Like `serve`; when `stop` changes, open connections end too.
+async fn serve_until(
+    listener: TcpListener,
+    state: Arc<MockState>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
@@ -161,8 +194,12 @@ pub async fn serve(listener: TcpListener, state: Arc<MockState>) {
         };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
+        let mut stop = stop.clone();
         tokio::spawn(async move {
-            conn::handle(stream, state).await;
+            tokio::select! {
+                _ = conn::handle(stream, state) => {}
+                _ = stop.changed() => {}
+            }
         });
     }
 }
@@ -172,16 +209,27 @@ pub struct MockServer {
     pub addr: SocketAddr,
     pub state: Arc<MockState>,
     task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl MockServer {
     /// Binds 127.0.0.1 on an ephemeral port and serves on the current runtime.
     pub async fn start(state: MockState) -> std::io::Result<MockServer> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_at(SocketAddr::from(([127, 0, 0, 1], 0)), Arc::new(state)).await
+    }
+
+    /// Serves `state` on `addr`: a mock brought back where a stopped one was.
+    pub async fn start_at(addr: SocketAddr, state: Arc<MockState>) -> std::io::Result<MockServer> {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(state);
-        let task = tokio::spawn(serve(listener, state.clone()));
-        Ok(MockServer { addr, state, task })
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(serve_until(listener, state.clone(), rx));
+        Ok(MockServer {
+            addr,
+            state,
+            task,
+            stop,
+        })
     }
 
     /// OpenAI-style base URL (`…/v1`).
@@ -196,7 +244,9 @@ impl MockServer {
 }
 
 impl Drop for MockServer {
+    /// Like a process gone: the listener closes and so does every connection.
     fn drop(&mut self) {
+        let _ = self.stop.send(true);
         self.task.abort();
     }
 }
