@@ -4,12 +4,14 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use bytes::Bytes;
 use pingora::connectors::http::Connector;
-use pingora::proxy::{ProxyHttp, Session};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::metrics::Metrics;
-use crate::pipeline::{self, RequestCtx};
+use crate::pipeline::{self, passthrough, RequestCtx};
 use crate::snapshot::Snapshot;
 
 pub struct Gateway {
@@ -34,16 +36,76 @@ impl ProxyHttp for Gateway {
         pipeline::handle(self, session, ctx).await
     }
 
+    /// Only passthrough routes get here; the rest is answered in `request_filter`.
     async fn upstream_peer(
         &self,
         _session: &mut Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> pingora::Result<Box<HttpPeer>> {
-        // Every request is answered in `request_filter`; passthrough routes come later.
-        Err(pingora::Error::explain(
-            pingora::ErrorType::HTTPStatus(404),
-            "no passthrough route",
-        ))
+        passthrough::peer(ctx).await
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        passthrough::upstream_request(ctx, upstream_request)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        passthrough::request_body(ctx, body)
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        passthrough::response(ctx, upstream_response);
+        Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        e: Box<pingora::Error>,
+    ) -> Box<pingora::Error> {
+        passthrough::connect_failed(session, ctx, e)
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        _session: &mut Session,
+        e: Box<pingora::Error>,
+        ctx: &mut RequestCtx,
+        _client_reused: bool,
+    ) -> Box<pingora::Error> {
+        passthrough::proxy_failed(ctx);
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        // Bodies stream unbuffered: nothing can be replayed.
+        e.set_retry(false);
+        e
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &pingora::Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        passthrough::fail(session, e, ctx).await
     }
 
     async fn logging(

@@ -21,6 +21,8 @@ pub struct Snapshot {
     pub models: HashMap<String, Arc<Model>>,
     /// Content rules evaluated before the requested model's pool.
     pub routes: Routes,
+    /// Untranslated prefix routes, served by Pingora's own proxy flow.
+    pub passthrough: Vec<Arc<PassRoute>>,
     /// `GET /v1/models` body, built once.
     pub models_json: Bytes,
     /// Public model names, sorted, for error messages.
@@ -56,4 +58,21 @@ pub struct Target {
     pub health: Arc<Health>,
     pub metrics: RouteMetrics,
     pub counters: TargetMetrics,
+}
+
+/// A `passthrough:` route: a path prefix over a pool of providers.
+pub struct PassRoute {
+    pub prefix: String,
+    /// The providers, as targets of a pool (no model: bodies are not read).
+    pub pool: Arc<Model>,
+    pub max_body: Option<usize>,
+}
+
+impl Snapshot {
+    /// The passthrough route whose prefix starts `path`, if any.
+    pub fn passthrough_for(&self, path: &str) -> Option<&Arc<PassRoute>> {
+        self.passthrough
+            .iter()
+            .find(|r| path.starts_with(r.prefix.as_str()))
+    }
 }

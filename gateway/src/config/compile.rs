@@ -55,6 +55,7 @@ pub fn compile(
     }
 
     let (models, unavailable) = super::models::compile_models(raw, &providers, metrics, &mut p);
+    let passthrough = super::models::compile_passthrough(raw, &providers, metrics, &mut p);
     let names: Vec<&str> = raw.models.keys().map(String::as_str).collect();
     let (routes, problems) = Routes::compile(&raw.routes, &names);
     for (path, message) in problems {
@@ -81,6 +82,7 @@ pub fn compile(
         access_log: raw.server.access_log,
         models,
         routes,
+        passthrough,
         models_json: Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string()),
         model_names: names
             .iter()

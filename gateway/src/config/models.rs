@@ -7,13 +7,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::compile::Problems;
-use super::schema::{Balance, ModelSection, ProviderKind, RawConfig};
+use super::schema::{Balance, BreakerSection, ModelSection, ProviderKind, RawConfig};
 use crate::metrics::Metrics;
 use crate::routing::balance::{Balancer, Policy};
 use crate::routing::health::{BreakerConfig, Health};
 use crate::routing::retry::RetryPolicy;
 use crate::routing::MAX_TARGETS;
-use crate::snapshot::{Model, Target};
+use crate::snapshot::{Model, PassRoute, Target};
 use crate::upstream::{Provider, RuntimeTimeouts};
 
 pub(super) fn compile_models(
@@ -40,14 +40,7 @@ pub(super) fn compile_models(
             );
         }
         check_policies(raw, name, section, &path, p);
-        let breaker = BreakerConfig {
-            enabled: section.breaker.enabled,
-            failures: section.breaker.failures.max(1),
-            error_rate: section.breaker.error_rate,
-            min_requests: section.breaker.min_requests.max(1),
-            window: section.breaker.window.0,
-            cooldown: section.breaker.cooldown.0,
-        };
+        let breaker = breaker_config(&section.breaker);
         let mut targets = Vec::new();
         for (i, t) in section.targets.iter().enumerate() {
             let tpath = format!("{path}.targets[{i}]");
@@ -122,13 +115,7 @@ pub(super) fn compile_models(
             }
         };
         let weights: Vec<u32> = targets.iter().map(|t| t.weight).collect();
-        let policy = match section.balance {
-            Balance::RoundRobin => Policy::RoundRobin,
-            Balance::Weighted => Policy::Weighted,
-            Balance::LeastConnections => Policy::LeastConnections,
-            Balance::Latency => Policy::Latency,
-            Balance::Random => Policy::Random,
-        };
+        let policy = policy(section.balance);
         let r = section.retry;
         let model = Model {
             name: name.clone(),
@@ -148,6 +135,116 @@ pub(super) fn compile_models(
         models.insert(name.clone(), Arc::new(model));
     }
     (models, unavailable)
+}
+
+fn breaker_config(b: &BreakerSection) -> BreakerConfig {
+    BreakerConfig {
+        enabled: b.enabled,
+        failures: b.failures.max(1),
+        error_rate: b.error_rate,
+        min_requests: b.min_requests.max(1),
+        window: b.window.0,
+        cooldown: b.cooldown.0,
+    }
+}
+
+fn policy(b: Balance) -> Policy {
+    match b {
+        Balance::RoundRobin => Policy::RoundRobin,
+        Balance::Weighted => Policy::Weighted,
+        Balance::LeastConnections => Policy::LeastConnections,
+        Balance::Latency => Policy::Latency,
+        Balance::Random => Policy::Random,
+    }
+}
+
+/// `passthrough:` entries → prefix routes over provider pools.
+pub(super) fn compile_passthrough(
+    raw: &RawConfig,
+    providers: &HashMap<&str, Arc<Provider>>,
+    metrics: &Metrics,
+    p: &mut Problems<'_>,
+) -> Vec<Arc<PassRoute>> {
+    let mut out = Vec::new();
+    for (i, s) in raw.passthrough.iter().enumerate() {
+        let path = format!("passthrough[{i}]");
+        let prefix = &s.prefix;
+        if !prefix.starts_with('/') || !prefix.ends_with('/') || prefix.len() < 3 {
+            p.add(
+                format!("{path}.prefix"),
+                "a prefix like /openai/: starting and ending with '/'",
+            );
+        }
+        if ["/v1/", "/v1beta/"]
+            .iter()
+            .any(|api| api.starts_with(prefix.as_str()) || prefix.starts_with(api))
+        {
+            p.add(
+                format!("{path}.prefix"),
+                "must not overlap Sluice's own API paths (/v1/, /v1beta/)",
+            );
+        }
+        if raw.passthrough[..i].iter().any(|o| o.prefix == *prefix) {
+            p.add(
+                format!("{path}.prefix"),
+                "another passthrough route has this prefix",
+            );
+        }
+        if s.targets.is_empty() || s.targets.len() > MAX_TARGETS {
+            p.add(
+                format!("{path}.targets"),
+                format!("between 1 and {MAX_TARGETS} targets"),
+            );
+        }
+        let breaker = breaker_config(&s.breaker);
+        let mut targets = Vec::new();
+        for (j, t) in s.targets.iter().enumerate() {
+            let Some(provider) = providers.get(t.provider.as_str()) else {
+                if !raw.providers.contains_key(&t.provider) {
+                    p.add(
+                        format!("{path}.targets[{j}].provider"),
+                        format!("unknown provider \"{}\"", t.provider),
+                    );
+                }
+                continue;
+            };
+            targets.push(Target {
+                provider: provider.clone(),
+                upstream_model: String::new(),
+                upstream_model_json: Bytes::new(),
+                label: provider.name.clone(),
+                weight: t.weight.max(1),
+                max_in_flight: None,
+                timeouts: provider.timeouts,
+                health: Arc::new(Health::new(breaker)),
+                metrics: metrics.route(prefix, &provider.name),
+                counters: metrics.routing.target(prefix, &provider.name),
+            });
+        }
+        let weights: Vec<u32> = targets.iter().map(|t| t.weight).collect();
+        let pool = Model {
+            name: prefix.clone(),
+            balancer: Balancer::new(policy(s.balance), &weights),
+            targets,
+            filters: sluice_filters::Chain::default(),
+            // Pingora retries a failed connect (see the proxy hooks); nothing else.
+            retry: RetryPolicy {
+                attempts: 3,
+                backoff: std::time::Duration::ZERO,
+                max_backoff: std::time::Duration::ZERO,
+                deadline: std::time::Duration::from_secs(30),
+            },
+            fallback: Vec::new(),
+            fallback_context_length: None,
+            fallback_content_policy: None,
+        };
+        out.push(Arc::new(PassRoute {
+            prefix: prefix.clone(),
+            pool: Arc::new(pool),
+            max_body: s.max_body.map(|b| b.0),
+        }));
+    }
+    out
 }
 
 fn check_policies(raw: &RawConfig, name: &str, s: &ModelSection, path: &str, p: &mut Problems<'_>) {

@@ -23,6 +23,32 @@ pub struct RawConfig {
     /// Content rules, in order, evaluated before the requested model's pool.
     #[serde(default)]
     pub routes: Vec<RouteSection>,
+    /// Path prefixes forwarded untranslated to a pool of providers (files,
+    /// batches, audio, fine-tuning: whatever Sluice does not translate).
+    #[serde(default)]
+    pub passthrough: Vec<PassthroughSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassthroughSection {
+    /// E.g. `/openai/`: stripped, and the rest appended to the provider's base URL.
+    pub prefix: String,
+    pub targets: Vec<PassTargetSection>,
+    #[serde(default)]
+    pub balance: Balance,
+    #[serde(default)]
+    pub breaker: BreakerSection,
+    /// Largest request body accepted; unlimited when absent.
+    pub max_body: Option<Size>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassTargetSection {
+    pub provider: String,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
 }
 
 #[derive(Debug, Deserialize)]

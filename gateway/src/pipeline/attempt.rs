@@ -370,6 +370,8 @@ async fn read_whole(
     truncate: bool,
 ) -> Result<Bytes, GatewayError> {
     up.set_read_timeout(Some(target.timeouts.idle));
+    // The usual body arrives in one read: kept as is, copied only if more follow.
+    let mut first: Option<Bytes> = None;
     let mut buf = BytesMut::new();
     loop {
         let chunk = tokio::select! {
@@ -378,16 +380,26 @@ async fn read_whole(
         };
         match chunk {
             Ok(Some(b)) => {
-                let room = limit.saturating_sub(buf.len());
+                let held = first.as_ref().map_or(0, Bytes::len) + buf.len();
+                let room = limit.saturating_sub(held);
                 if b.len() > room && !truncate {
                     return Err(GatewayError::UpstreamBroken {
                         provider: target.provider.name.clone(),
                         cause: format!("response body over {limit} bytes"),
                     });
                 }
-                buf.extend_from_slice(&b[..b.len().min(room)]);
+                let b = b.slice(..b.len().min(room));
+                match first.take() {
+                    None if buf.is_empty() => first = Some(b),
+                    earlier => {
+                        if let Some(e) = earlier {
+                            buf.extend_from_slice(&e);
+                        }
+                        buf.extend_from_slice(&b);
+                    }
+                }
             }
-            Ok(None) => return Ok(buf.freeze()),
+            Ok(None) => return Ok(first.unwrap_or_else(|| buf.freeze())),
             Err(e) => {
                 return Err(upstream_error(
                     &target.provider,

@@ -4,6 +4,7 @@
 
 mod attempt;
 mod dispatch;
+pub mod passthrough;
 mod probe;
 mod read;
 pub mod record;
@@ -44,6 +45,8 @@ pub struct RequestCtx {
     pub mid_stream_error: bool,
     /// This request's filter state (token counts, detections, timings).
     pub filters: Option<sluice_filters::ChainRun>,
+    /// Set when a passthrough route serves the request.
+    pub pass: Option<passthrough::PassCtx>,
     _in_flight: InFlight,
 }
 
@@ -76,6 +79,7 @@ impl RequestCtx {
             bytes_out: 0,
             mid_stream_error: false,
             filters: None,
+            pass: None,
             _in_flight: InFlight(in_flight.clone()),
         }
     }
@@ -89,6 +93,10 @@ pub async fn handle(
     ctx: &mut RequestCtx,
 ) -> pingora::Result<bool> {
     session.set_keepalive(Some(60));
+    if passthrough::claim(session, ctx) {
+        // Pingora's own proxy flow takes it from here.
+        return Ok(false);
+    }
     // The disconnect watch reads one byte when the request is done; with
     // pipelining on, a byte of the client's next request is kept for it
     // instead of being lost (or refused as data after the body).

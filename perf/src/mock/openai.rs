@@ -15,6 +15,7 @@ mod chat;
 pub use chat::chat;
 
 pub fn route(method: &str, path: &str, body: &[u8], cx: &Ctx<'_>) -> Reply {
+    let full_path = path;
     let path = path.split('?').next().unwrap_or(path);
     match (method, path) {
         ("POST", "/v1/chat/completions") => chat(body, cx, None),
@@ -22,10 +23,28 @@ pub fn route(method: &str, path: &str, body: &[u8], cx: &Ctx<'_>) -> Reply {
         ("POST", "/v1/embeddings") => embeddings(body, cx, None),
         ("GET", "/v1/models") => models(cx),
         ("GET", "/healthz") => json_ok(json!({"status": "ok"})),
+        // Large bodies both ways, for passthrough routes.
+        ("POST", "/v1/files") => json_ok(json!({"object": "file", "bytes": body.len()})),
+        ("GET", "/v1/files/blob/content") => blob(full_path),
         (_, "/v1/chat/completions" | "/v1/completions" | "/v1/embeddings" | "/v1/models") => {
             error(405, &format!("Method {method} not allowed"), None)
         }
         _ => error(404, &format!("Unknown path {path}"), None),
+    }
+}
+
+/// `size` bytes (from the query), e.g. `?size=1048576`.
+fn blob(path: &str) -> Reply {
+    let size = path
+        .split_once("size=")
+        .and_then(|(_, v)| v.split('&').next())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(256 << 20);
+    Reply::Json {
+        status: 200,
+        body: vec![b'x'; size],
+        headers: Vec::new(),
     }
 }
 

@@ -1,0 +1,264 @@
+//! Raw passthrough routes, served by Pingora's own proxy flow: bodies stream
+//! both ways unbuffered and unparsed. Sluice picks the provider (same
+//! balancers and health as the model pools), swaps the client's credentials
+//! for the provider's, and maps the path under the provider's base URL.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType};
+
+use super::{respond, RequestCtx};
+use crate::errors::GatewayError;
+use crate::routing::health::{now_ms, InFlight};
+use crate::routing::retry::retryable_status;
+use crate::routing::{NoTarget, Tried};
+use crate::snapshot::{PassRoute, Target};
+use crate::upstream::never_forward;
+
+/// Connect attempts per request (each on another provider when there is one).
+const MAX_CONNECTS: u32 = 3;
+
+pub struct PassCtx {
+    pub route: Arc<PassRoute>,
+    current: Option<(usize, InFlight)>,
+    tried: Tried,
+    sent_at: Option<Instant>,
+    body_bytes: usize,
+}
+
+/// Claims the request for a passthrough route when its path has the prefix.
+pub fn claim(session: &Session, ctx: &mut RequestCtx) -> bool {
+    let Some(route) = ctx
+        .snapshot
+        .passthrough_for(session.req_header().uri.path())
+    else {
+        return false;
+    };
+    ctx.model = Some(route.pool.clone());
+    ctx.pass = Some(PassCtx {
+        route: route.clone(),
+        current: None,
+        tried: 0,
+        sent_at: None,
+        body_bytes: 0,
+    });
+    true
+}
+
+fn target<'a>(ctx: &'a RequestCtx) -> Option<&'a Target> {
+    let p = ctx.pass.as_ref()?;
+    let (i, _) = p.current.as_ref()?;
+    p.route.pool.targets.get(*i)
+}
+
+pub async fn peer(ctx: &mut RequestCtx) -> pingora::Result<Box<HttpPeer>> {
+    let Some(pass) = ctx.pass.as_mut() else {
+        return Err(Error::explain(ErrorType::HTTPStatus(404), "no route"));
+    };
+    let pool = pass.route.pool.clone();
+    let (i, guard) = match pool.select(pass.tried) {
+        Ok(picked) => picked,
+        Err(why) => {
+            let (message, retry_after) = match why {
+                NoTarget::Unavailable(r) => (
+                    format!("Passthrough '{}' is unavailable: {r}", pool.name),
+                    30,
+                ),
+                NoTarget::Open { retry_ms } => (
+                    format!(
+                        "Every provider of passthrough '{}' is failing; retry later",
+                        pool.name
+                    ),
+                    retry_ms.div_ceil(1000).max(1),
+                ),
+                NoTarget::Cooling { wait_ms } => (
+                    format!(
+                        "Every provider of passthrough '{}' asked for a pause",
+                        pool.name
+                    ),
+                    wait_ms.div_ceil(1000).max(1),
+                ),
+                NoTarget::Busy => (format!("Passthrough '{}' is at capacity", pool.name), 1),
+            };
+            ctx.error = Some(GatewayError::NoTarget {
+                message,
+                retry_after,
+            });
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(503),
+                "no healthy provider",
+            ));
+        }
+    };
+    pass.tried |= 1 << i;
+    pass.current = Some((i, guard));
+    ctx.attempts += 1;
+    ctx.target = Some(i);
+    let t = &pool.targets[i];
+    t.counters.selected.inc();
+    let peer = t.provider.peer().await.map_err(|e| {
+        let msg = e.to_string();
+        ctx.error = Some(e);
+        Error::explain(ErrorType::ConnectError, msg)
+    })?;
+    Ok(Box::new((*peer).clone()))
+}
+
+/// The upstream request: path under the provider's base, its credentials
+/// instead of the client's.
+pub fn upstream_request(ctx: &mut RequestCtx, req: &mut RequestHeader) -> pingora::Result<()> {
+    let Some(pass) = ctx.pass.as_mut() else {
+        return Ok(());
+    };
+    pass.sent_at = Some(Instant::now());
+    let prefix_len = pass.route.prefix.len();
+    let Some(t) = target(ctx) else {
+        return Err(Error::explain(ErrorType::InternalError, "no target"));
+    };
+    let provider = &t.provider;
+    let rest = req
+        .uri
+        .path_and_query()
+        .map_or("", |pq| pq.as_str())
+        .get(prefix_len..)
+        .unwrap_or("");
+    let path = format!("{}/{rest}", provider.base.path);
+    let uri = path
+        .parse::<http::Uri>()
+        .map_err(|e| Error::explain(ErrorType::InvalidHTTPHeader, format!("bad path: {e}")))?;
+    req.set_uri(uri);
+    let drop: Vec<http::HeaderName> = req
+        .headers
+        .keys()
+        .filter(|n| {
+            let n = n.as_str();
+            never_forward(n)
+                && !matches!(
+                    n,
+                    "content-length"
+                        | "transfer-encoding"
+                        | "te"
+                        | "upgrade"
+                        | "connection"
+                        | "expect"
+                )
+        })
+        .cloned()
+        .collect();
+    for name in drop {
+        req.remove_header(&name);
+    }
+    req.insert_header(http::header::HOST, provider.base.authority.as_str())?;
+    for (name, value) in &provider.auth {
+        req.insert_header(name.clone(), value.clone())?;
+    }
+    for (name, value) in &provider.headers {
+        req.insert_header(name.clone(), value.clone())?;
+    }
+    Ok(())
+}
+
+/// Counts the request body against the route's limit.
+pub fn request_body(ctx: &mut RequestCtx, body: &Option<Bytes>) -> pingora::Result<()> {
+    let Some(pass) = ctx.pass.as_mut() else {
+        return Ok(());
+    };
+    pass.body_bytes += body.as_ref().map_or(0, Bytes::len);
+    if let Some(limit) = pass.route.max_body {
+        if pass.body_bytes > limit {
+            ctx.error = Some(GatewayError::BodyTooLarge { limit });
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(413),
+                "request body too large",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The upstream's head: its verdict on the provider's health, and who served.
+pub fn response(ctx: &mut RequestCtx, resp: &mut ResponseHeader) {
+    let status = resp.status.as_u16();
+    ctx.status = status;
+    let ttfb = ctx
+        .pass
+        .as_ref()
+        .and_then(|p| p.sent_at)
+        .map(|s| s.elapsed());
+    if let Some(t) = target(ctx) {
+        let ok = !retryable_status(status);
+        record(t, ok, ttfb.filter(|_| ok));
+        let _ = resp.insert_header("x-sluice-target", t.label.as_str());
+    }
+    let _ = resp.insert_header("x-sluice-attempts", ctx.attempts);
+}
+
+fn record(t: &Target, ok: bool, ttfb: Option<std::time::Duration>) {
+    if ok {
+        t.counters.ok.inc();
+    } else {
+        t.counters.failed.inc();
+    }
+    if t.health.record(ok, ttfb, now_ms()) {
+        t.counters.ejections.inc();
+    }
+}
+
+/// A connect failure: counted against the provider, and retried on another
+/// one while the request body can still be replayed.
+pub fn connect_failed(session: &Session, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+    if let Some(t) = target(ctx) {
+        record(t, false, None);
+    }
+    if let Some(pass) = ctx.pass.as_mut() {
+        pass.current = None;
+    }
+    let replayable = !session.as_ref().retry_buffer_truncated();
+    e.set_retry(ctx.attempts < MAX_CONNECTS && replayable);
+    e
+}
+
+/// A failure once connected: counted against the provider.
+pub fn proxy_failed(ctx: &mut RequestCtx) {
+    if let Some(t) = target(ctx) {
+        record(t, false, None);
+    }
+}
+
+/// Answers a failed passthrough in OpenAI's error shape.
+pub async fn fail(session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    let err = ctx.error.take().unwrap_or_else(|| {
+        let provider = target(ctx).map_or_else(|| "-".to_string(), |t| t.provider.name.clone());
+        let cause = e.to_string();
+        match e.etype() {
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                GatewayError::UpstreamTimeout { provider, cause }
+            }
+            ErrorType::HTTPStatus(code) if *code < 500 => GatewayError::BadRequest(cause),
+            _ if e.esource() == &ErrorSource::Downstream => GatewayError::ClientGone,
+            ErrorType::ConnectRefused | ErrorType::ConnectError | ErrorType::ConnectNoRoute => {
+                GatewayError::UpstreamConnect { provider, cause }
+            }
+            _ => GatewayError::UpstreamBroken { provider, cause },
+        }
+    });
+    let code = if matches!(err, GatewayError::ClientGone) || session.response_written().is_some() {
+        0
+    } else {
+        respond::error(session, &err, sluice_providers::Format::OpenAi).await;
+        err.status()
+    };
+    if code != 0 || ctx.status == 0 {
+        ctx.status = err.status();
+    }
+    ctx.error = Some(err);
+    FailToProxy {
+        error_code: code,
+        can_reuse_downstream: false,
+    }
+}
