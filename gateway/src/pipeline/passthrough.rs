@@ -50,7 +50,7 @@ pub fn claim(session: &Session, ctx: &mut RequestCtx) -> bool {
     true
 }
 
-fn target<'a>(ctx: &'a RequestCtx) -> Option<&'a Target> {
+fn target(ctx: &RequestCtx) -> Option<&Target> {
     let p = ctx.pass.as_ref()?;
     let (i, _) = p.current.as_ref()?;
     p.route.pool.targets.get(*i)
