@@ -89,6 +89,10 @@ pub fn run(source: Source, overrides: Overrides) -> Result<(), String> {
         metrics: metrics.clone(),
         connector: Connector::new(Some(ConnectorOptions::from_server_conf(&conf))),
     };
+    let checks = crate::routing::checks::HealthChecks {
+        snapshot: snapshot.clone(),
+        connector: Connector::new(Some(ConnectorOptions::from_server_conf(&conf))),
+    };
     let mut options = HttpServerOptions::default();
     options.h2c = s.h2c;
     let mut proxy = ProxyServiceBuilder::new(&conf, gateway)
@@ -115,6 +119,10 @@ pub fn run(source: Source, overrides: Overrides) -> Result<(), String> {
 
     server.add_service(proxy);
     server.add_service(admin);
+    server.add_service(GenBackgroundService::new(
+        "health-checks".to_string(),
+        Arc::new(checks),
+    ));
     for (name, mock) in mocks {
         server.add_service(GenBackgroundService::new(
             format!("mock-{name}"),

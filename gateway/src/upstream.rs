@@ -141,6 +141,16 @@ pub struct ProviderSpec {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub forward: Vec<HeaderMatch>,
     pub ca: Option<Arc<pingora::protocols::tls::CaType>>,
+    pub health_check: Option<HealthCheck>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    pub interval: Duration,
+    /// Full path on the upstream (base path included).
+    pub path: String,
+    pub expect_status: u16,
+    pub timeout: Duration,
 }
 
 /// A provider at run time: its spec plus the cached peer.

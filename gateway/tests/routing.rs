@@ -413,3 +413,41 @@ async fn context_length_refusals_go_to_the_larger_model() {
         .unwrap()
         .contains("context length"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_eject_and_restore_without_traffic() {
+    let m = mocks(2).await;
+    let cfg = format!(
+        "providers:\n{}    health_check: {{ interval: 100ms, path: /models, timeout: 1s }}\n{}models:\n  hc:\n    targets: [ {{ provider: a, model: a }}, {{ provider: b, model: b }} ]\n",
+        provider("a", &m[0]),
+        provider("b", &m[1])
+    );
+    let gw = Gateway::start(&cfg, &[]).await;
+    let breaker = || async {
+        let up: serde_json::Value =
+            serde_json::from_slice(&get(gw.admin, "/admin/upstreams").await.unwrap().body).unwrap();
+        up["models"][0]["targets"][0]["breaker"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let wait_for = |want: &'static str| {
+        let breaker = &breaker;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while breaker().await != want {
+                assert!(Instant::now() < deadline, "breaker never became {want}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(breaker().await, "closed");
+    m[0].state.set_fault(Some(Fault::Status(503)), None);
+    wait_for("open").await;
+    let picks = targets_of(&gw, &chat_body("hc", "hi", false), 10).await;
+    assert!(picks.iter().all(|t| t == "b/b"), "{picks:?}");
+    m[0].state.set_fault(None, None);
+    wait_for("closed").await;
+    let picks = targets_of(&gw, &chat_body("hc", "hi", false), 10).await;
+    assert_eq!(picks.iter().filter(|t| *t == "a/a").count(), 5);
+}

@@ -280,6 +280,10 @@ fn compile_provider(
         None => None,
     };
     let t = s.timeouts;
+    let health_check = s
+        .health_check
+        .as_ref()
+        .and_then(|h| health_check(name, h, base.as_ref(), p));
     if p.list.len() > before {
         return None;
     }
@@ -316,10 +320,34 @@ fn compile_provider(
             .map(|h| HeaderMatch::parse(h))
             .collect(),
         ca,
+        health_check,
     }))
 }
 
 /// Loads PEM CA certificates for per-provider trust; each one is checked to be valid DER.
+fn health_check(
+    name: &str,
+    h: &super::schema::HealthCheckSection,
+    base: Option<&BaseUrl>,
+    p: &mut Problems<'_>,
+) -> Option<crate::upstream::HealthCheck> {
+    let path = format!("providers.{name}.health_check");
+    if h.interval.0.is_zero() || h.timeout.0.is_zero() {
+        p.add(path, "interval and timeout must be longer than zero");
+        return None;
+    }
+    if !h.path.starts_with('/') {
+        p.add(format!("{path}.path"), "must start with '/'");
+        return None;
+    }
+    Some(crate::upstream::HealthCheck {
+        interval: h.interval.0,
+        path: format!("{}{}", base.map_or("", |b| b.path.as_str()), h.path),
+        expect_status: h.expect_status,
+        timeout: h.timeout.0,
+    })
+}
+
 pub fn tls_ca(file: &str) -> Result<Arc<pingora::protocols::tls::CaType>, String> {
     use pingora::utils::tls::{parse_x509, WrappedX509};
     let data = std::fs::read(file).map_err(|e| format!("cannot read \"{file}\": {e}"))?;

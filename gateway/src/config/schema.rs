@@ -222,6 +222,35 @@ pub struct ProviderSection {
     /// How an OpenAI-compatible server departs from OpenAI, as data.
     #[serde(default)]
     pub quirks: Quirks,
+    /// Active health checks; their verdicts eject and restore this provider's targets.
+    pub health_check: Option<HealthCheckSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckSection {
+    #[serde(default = "default_hc_interval")]
+    pub interval: Dur,
+    /// Below the base URL, e.g. `/models`.
+    #[serde(default = "default_hc_path")]
+    pub path: String,
+    #[serde(default = "default_hc_status")]
+    pub expect_status: u16,
+    #[serde(default = "default_hc_timeout")]
+    pub timeout: Dur,
+}
+
+fn default_hc_interval() -> Dur {
+    Dur(std::time::Duration::from_secs(10))
+}
+fn default_hc_path() -> String {
+    "/models".into()
+}
+fn default_hc_status() -> u16 {
+    200
+}
+fn default_hc_timeout() -> Dur {
+    Dur(std::time::Duration::from_secs(2))
 }
 
 #[derive(Debug, Deserialize)]

@@ -252,17 +252,20 @@ impl Health {
         }
     }
 
-    /// An active health check failed: eject at once.
-    pub fn check_failed(&self, now: u64) {
-        if self.cfg.enabled && self.state() == BreakerState::Closed {
+    /// An active health check failed: eject at once. True when this ejected it.
+    pub fn check_failed(&self, now: u64) -> bool {
+        let closed = self.state() == BreakerState::Closed;
+        if self.cfg.enabled {
             self.open(now);
         }
+        self.cfg.enabled && closed
     }
 
-    /// An active health check passed: an open breaker may probe right away.
+    /// An active health check passed: the check was the probe, so an
+    /// ejected target takes traffic again.
     pub fn check_passed(&self) {
-        if self.state() == BreakerState::Open {
-            self.opened_at.store(0, Relaxed);
+        if self.state() != BreakerState::Closed {
+            self.close();
         }
     }
 

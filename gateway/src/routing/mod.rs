@@ -2,6 +2,7 @@
 //! an attempt, given each target's health, and why none can.
 
 pub mod balance;
+pub mod checks;
 pub mod health;
 pub mod retry;
 pub mod rules;
