@@ -26,6 +26,10 @@ providers:
 models:
   demo:
     targets: [ {{ provider: demo, model: demo }} ]
+    # Faults injected here test error mapping; retries and breakers have
+    # their own tests (gateway/tests/routing.rs).
+    retry: {{ attempts: 1 }}
+    breaker: {{ enabled: false }}
   text-embedding-demo:
     targets: [ {{ provider: demo, model: demo }} ]
   locked:
@@ -109,9 +113,16 @@ providers:
     api_key: "${{SLUICE_SDK_KEY}}"
     api_version: "2024-10-21"
     forward_headers: ["x-mock-*"]
+  up_down:
+    kind: openai_compatible
+    base_url: "http://127.0.0.1:{dead}/v1"
 models:
   m-openai:
     targets: [ {{ provider: up_openai, model: gpt-mock }} ]
+  fb-openai:
+    targets: [ {{ provider: up_down, model: gpt-gone }} ]
+    retry: {{ attempts: 1 }}
+    fallback: [ m-anthropic ]
   m-anthropic:
     targets: [ {{ provider: up_anthropic, model: claude-mock }} ]
   m-gemini:
@@ -121,7 +132,7 @@ models:
   e-gemini:
     targets: [ {{ provider: up_gemini, model: text-embedding-004 }} ]
 """
-TRANSLATION_MODELS = 5
+TRANSLATION_MODELS = 6
 
 
 def start_mock():
@@ -153,7 +164,8 @@ def start_translation(mock_port):
     """One attempt at starting sluice in front of the mock; ((proc, port), cfg) or (None, cfg)."""
     port, admin = free_port(), free_port()
     cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
-    cfg.write(TRANSLATION_CONFIG.format(port=port, admin=admin, mock=mock_port))
+    # A port nothing listens on: the provider that is down.
+    cfg.write(TRANSLATION_CONFIG.format(port=port, admin=admin, mock=mock_port, dead=free_port()))
     cfg.close()
     binary = os.environ.get("SLUICE_BIN", "target/debug/sluice")
     env = dict(os.environ, SLUICE_SDK_KEY=SDK_KEY)

@@ -336,3 +336,19 @@ def test_no_dropped_params_header_when_nothing_dropped(client):
         model="m-anthropic", messages=[{"role": "user", "content": PROMPT}], extra_headers=ECHO
     )
     assert "x-sluice-dropped-params" not in raw.headers
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_fallback_across_providers(client, stream):
+    """fb-openai's only upstream (OpenAI-compatible) is down; its fallback is an Anthropic model."""
+    raw = client.chat.completions.with_raw_response.create(
+        model="fb-openai", messages=[{"role": "user", "content": PROMPT}], max_tokens=8, stream=stream,
+        extra_headers=ECHO,
+    )
+    assert raw.headers["x-sluice-target"] == "up_anthropic/claude-mock"
+    assert raw.headers["x-sluice-attempts"] == "2"
+    if stream:
+        text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+    else:
+        text = raw.parse().choices[0].message.content
+    assert text.startswith("the quick")

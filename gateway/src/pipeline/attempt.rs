@@ -188,7 +188,7 @@ pub async fn run(
         let head = up.response_header().cloned().map(Box::new);
         let status = head.as_ref().map_or(502, |h| h.status.as_u16());
         let failed = retryable_status(status);
-        health(target, !failed, ttfb);
+        health_of(target, !failed, !failed || status == 429, ttfb);
         if failed {
             let retry_after = head
                 .as_ref()
@@ -292,13 +292,19 @@ async fn pause(session: &mut Session, d: Duration) -> Result<(), GatewayError> {
     }
 }
 
+/// Counts an attempt and tells the target's health about it. A 429 is a
+/// failed attempt but a healthy upstream (it asked for a pause: `hold_off`).
 fn health(target: &Target, ok: bool, ttfb: Option<Duration>) {
-    if ok {
+    health_of(target, ok, ok, ttfb);
+}
+
+fn health_of(target: &Target, attempt_ok: bool, healthy: bool, ttfb: Option<Duration>) {
+    if attempt_ok {
         target.counters.ok.inc();
     } else {
         target.counters.failed.inc();
     }
-    if target.health.record(ok, ttfb, now_ms()) {
+    if target.health.record(healthy, ttfb, now_ms()) {
         target.counters.ejections.inc();
     }
 }

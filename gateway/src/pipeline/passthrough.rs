@@ -192,19 +192,21 @@ pub fn response(ctx: &mut RequestCtx, resp: &mut ResponseHeader) {
         .map(|s| s.elapsed());
     if let Some(t) = target(ctx) {
         let ok = !retryable_status(status);
-        record(t, ok, ttfb.filter(|_| ok));
+        // A 429 is a failed attempt but a healthy upstream asking for a pause.
+        let healthy = ok || status == 429;
+        record(t, ok, healthy, ttfb.filter(|_| ok));
         let _ = resp.insert_header("x-sluice-target", t.label.as_str());
     }
     let _ = resp.insert_header("x-sluice-attempts", ctx.attempts);
 }
 
-fn record(t: &Target, ok: bool, ttfb: Option<std::time::Duration>) {
+fn record(t: &Target, ok: bool, healthy: bool, ttfb: Option<std::time::Duration>) {
     if ok {
         t.counters.ok.inc();
     } else {
         t.counters.failed.inc();
     }
-    if t.health.record(ok, ttfb, now_ms()) {
+    if t.health.record(healthy, ttfb, now_ms()) {
         t.counters.ejections.inc();
     }
 }
@@ -213,7 +215,7 @@ fn record(t: &Target, ok: bool, ttfb: Option<std::time::Duration>) {
 /// one while the request body can still be replayed.
 pub fn connect_failed(session: &Session, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
     if let Some(t) = target(ctx) {
-        record(t, false, None);
+        record(t, false, false, None);
     }
     if let Some(pass) = ctx.pass.as_mut() {
         pass.current = None;
@@ -226,7 +228,7 @@ pub fn connect_failed(session: &Session, ctx: &mut RequestCtx, mut e: Box<Error>
 /// A failure once connected: counted against the provider.
 pub fn proxy_failed(ctx: &mut RequestCtx) {
     if let Some(t) = target(ctx) {
-        record(t, false, None);
+        record(t, false, false, None);
     }
 }
 

@@ -40,7 +40,7 @@ impl RoutingMetrics {
             attempts: IntCounterVec::new(
                 Opts::new(
                     "sluice_upstream_attempts_total",
-                    "Upstream attempts by outcome (ok, failed: connect error, timeout, 429 or 5xx)",
+                    "Upstream attempts by outcome (failed: connect error, timeout, 408, 429 or 5xx)",
                 ),
                 &["model", "target", "outcome"],
             )?,
