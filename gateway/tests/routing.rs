@@ -451,3 +451,31 @@ async fn health_checks_eject_and_restore_without_traffic() {
     let picks = targets_of(&gw, &chat_body("hc", "hi", false), 10).await;
     assert_eq!(picks.iter().filter(|t| *t == "a/a").count(), 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_stream_ends_with_an_error_event_on_the_models_idle_timeout() {
+    let m = mock(MockOptions::default()).await;
+    let cfg = format!(
+        "providers:\n{}models:\n  s:\n    targets: [ {{ provider: up, model: s }} ]\n    timeouts: {{ idle: 300ms }}\n",
+        provider("up", &m)
+    );
+    let gw = Gateway::start(&cfg, &[]).await;
+    let t0 = Instant::now();
+    let r = post(
+        gw.addr,
+        "/v1/chat/completions",
+        &[("x-mock-fault", "stall"), ("x-mock-fault-after", "2")],
+        &chat_body("s", "hi", true),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "hung for {:?}",
+        t0.elapsed()
+    );
+    let data = sse_data(&r.body);
+    let last: serde_json::Value = serde_json::from_str(data.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "upstream_timeout", "{data:?}");
+    assert!(data.len() >= 3, "tokens before the error: {data:?}");
+}

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Gateway throughput with 1, 2 and 8 targets in a model's pool (round-robin
+# and least-connections), same machine, same run, N repetitions.
+# Sluice runs one worker pinned to core 0; mock and load generator share core 1.
+# Usage: perf/bench-targets.sh [duration=5s] [connections=32] [reps=3]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${1:-5s}; CONNS=${2:-32}; REPS=${3:-3}
+BODY=perf/scenarios/chat-1k.json
+cargo build --release --workspace --bins -q
+BIN=target/release
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+MOCK=$(port); GW=$(port); ADMIN=$(port)
+CFG=$(mktemp --suffix=.yaml)
+OUT=$(mktemp -d)
+targets() { for i in $(seq 1 "$1"); do printf '{ provider: mock, model: m%s }, ' "$i"; done; }
+cat > "$CFG" <<YAML
+server: { listen: 127.0.0.1:$GW, admin_listen: 127.0.0.1:$ADMIN, threads: 1, access_log: false }
+providers:
+  mock: { kind: openai_compatible, base_url: http://127.0.0.1:$MOCK/v1 }
+models:
+  t1: { targets: [ $(targets 1) ] }
+  t2: { targets: [ $(targets 2) ] }
+  t8: { targets: [ $(targets 8) ] }
+  t8-lc: { balance: least_connections, targets: [ $(targets 8) ] }
+YAML
+for m in t1 t2 t8 t8-lc; do
+  python3 - "$BODY" "$OUT/$m.body" "$m" <<'PY'
+import json, sys
+b = json.load(open(sys.argv[1])); b["model"] = sys.argv[3]
+json.dump(b, open(sys.argv[2], "w"))
+PY
+done
+taskset -c 1 $BIN/sluice-mock --listen 127.0.0.1:$MOCK --threads 1 >/dev/null & MPID=$!
+taskset -c 0 $BIN/sluice --config "$CFG" 2>/dev/null & GPID=$!
+trap 'kill $MPID $GPID 2>/dev/null; rm -rf "$CFG" "$OUT"' EXIT
+sleep 1
+for i in $(seq 1 "$REPS"); do
+  for m in t1 t2 t8 t8-lc; do
+    taskset -c 1 $BIN/sluice-bench --url "http://127.0.0.1:$GW/v1/chat/completions" --body "$OUT/$m.body" \
+      -c "$CONNS" -d "$DUR" --warmup 2s --out "$OUT/$m-$i.json" >/dev/null 2>&1
+  done
+done
+python3 - "$OUT" "$REPS" <<'PY'
+import json, statistics, sys
+out, reps = sys.argv[1], int(sys.argv[2])
+names = {"t1": "1 target", "t2": "2 targets, round-robin", "t8": "8 targets, round-robin", "t8-lc": "8 targets, least-connections"}
+base = None
+print("| pool | req/s | p50 µs | p99 µs | vs 1 target |")
+print("|---|---|---|---|---|")
+for m, label in names.items():
+    rs = [json.load(open(f"{out}/{m}-{i}.json")) for i in range(1, reps + 1)]
+    rps = statistics.median(r["rps"] for r in rs)
+    base = base or rps
+    p50 = statistics.median(r["latency"]["p50_us"] for r in rs)
+    p99 = statistics.median(r["latency"]["p99_us"] for r in rs)
+    print(f"| {label} | {rps:.0f} | {p50:.0f} | {p99:.0f} | {rps / base:.2f} |")
+print(f"\n(medians of {reps} runs)")
+PY
