@@ -46,7 +46,9 @@ struct Cursor {
     model: Arc<Model>,
     tried: Tried,
     on_model: u32,
+    /// Models tried besides the first (named in `first`).
     visited: Vec<String>,
+    first: Arc<Model>,
     fallbacks: std::collections::VecDeque<String>,
     deadline: Instant,
 }
@@ -69,7 +71,7 @@ impl Cursor {
     }
 
     fn jump(&mut self, gw: &Gateway, ctx: &RequestCtx, name: &str) -> Option<Arc<Model>> {
-        if self.visited.iter().any(|v| v == name) {
+        if name == self.first.name || self.visited.iter().any(|v| v == name) {
             return None;
         }
         let next = ctx.snapshot.models.get(name)?.clone();
@@ -81,7 +83,9 @@ impl Cursor {
     }
 
     fn has_fallback(&self) -> bool {
-        self.fallbacks.iter().any(|f| !self.visited.contains(f))
+        self.fallbacks
+            .iter()
+            .any(|f| *f != self.first.name && !self.visited.contains(f))
     }
 }
 
@@ -95,7 +99,8 @@ pub async fn run(
     let mut cur = Cursor {
         deadline: ctx.start + first.retry.deadline,
         fallbacks: first.fallback.iter().cloned().collect(),
-        visited: vec![first.name.clone()],
+        visited: Vec::new(),
+        first: first.clone(),
         model: first.clone(),
         tried: 0,
         on_model: 0,
@@ -185,17 +190,16 @@ pub async fn run(
         let head_at = Instant::now();
         ctx.upstream_head_at = Some(head_at);
         let ttfb = ctx.upstream_sent_at.map(|s| head_at - s);
-        let head = up.response_header().cloned().map(Box::new);
-        let status = head.as_ref().map_or(502, |h| h.status.as_u16());
+        let status = up.response_header().map_or(502, |h| h.status.as_u16());
         let failed = retryable_status(status);
         health_of(target, !failed, !failed || status == 429, ttfb);
-        if failed {
-            let retry_after = head
-                .as_ref()
+        if status == 429 {
+            let retry_after = up
+                .response_header()
                 .and_then(|h| h.headers.get(http::header::RETRY_AFTER))
                 .and_then(|v| v.to_str().ok())
                 .and_then(parse_retry_after);
-            if let (429, Some(ra)) = (status, retry_after) {
+            if let Some(ra) = retry_after {
                 target.health.hold_off(now_ms() + ra.as_millis() as u64);
             }
         }
@@ -224,6 +228,8 @@ pub async fn run(
                 }
             }
         }
+        // Kept past the connection's release, for the answer to the client.
+        let head = up.response_header().cloned().map(Box::new);
         let body = read_whole(session, &mut up, target, MAX_ERROR_BODY, true).await;
         dispatch::release(gw, up, &peer).await;
         let body = body?;
