@@ -87,15 +87,21 @@ impl ProxyHttp for Gateway {
     fn error_while_proxy(
         &self,
         peer: &HttpPeer,
-        _session: &mut Session,
+        session: &mut Session,
         e: Box<pingora::Error>,
         ctx: &mut RequestCtx,
-        _client_reused: bool,
+        client_reused: bool,
     ) -> Box<pingora::Error> {
-        passthrough::proxy_failed(ctx);
+        passthrough::proxy_failed(ctx, &e);
+        // Pingora's own policy: only idempotent requests whose body can be
+        // replayed are retried, e.g. on a stale pooled connection.
         let mut e = e.more_context(format!("Peer: {peer}"));
-        // Bodies stream unbuffered: nothing can be replayed.
-        e.set_retry(false);
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
         e
     }
 

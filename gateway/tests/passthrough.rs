@@ -38,7 +38,7 @@ async fn maps_the_path_and_swaps_credentials() {
     let r = c
         .send(&build_request(
             "GET",
-            "/openai/models?limit=2",
+            "/openai/models?limit=2&key=client",
             "localhost",
             &[
                 ("authorization", "Bearer client-key"),
@@ -55,9 +55,16 @@ async fn maps_the_path_and_swaps_credentials() {
     let seen = m.state.recorded().pop().unwrap();
     assert_eq!(seen.path, "/v1/models?limit=2");
     assert_eq!(seen.header("authorization"), Some("Bearer sk-provider"));
-    assert_eq!(seen.header("cookie"), None);
+    for h in ["cookie", "x-api-key", "api-key", "x-goog-api-key"] {
+        assert_eq!(seen.header(h), None, "{h} forwarded");
+    }
     assert_eq!(seen.header("x-trace"), Some("t1"));
     assert_eq!(seen.header("host").unwrap(), m.addr.to_string());
+    let r = get(gw.addr, "/openai/a/%2e%2e/%2e%2e/secret")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400);
+    error_json(&r);
     // The LLM API is untouched by the prefix route.
     let r = post(
         gw.addr,
@@ -86,9 +93,43 @@ async fn a_dead_provider_is_skipped_and_limits_answer_in_json() {
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         assert_eq!(r.header("x-sluice-target"), Some("up"));
     }
-    let r = post(gw.addr, "/openai/files", &[], &vec![b'a'; 4096]).await;
-    assert_eq!(r.status, 413);
+    // Oversized uploads are the client's fault: the provider stays in rotation.
+    for _ in 0..8 {
+        let r = post(gw.addr, "/openai/files", &[], &vec![b'a'; 4096]).await;
+        assert_eq!(r.status, 413);
+        error_json(&r);
+    }
+    let r = get(gw.addr, "/openai/models").await.unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_provider_times_out_with_a_json_error() {
+    let m = mock(MockOptions::default()).await;
+    let cfg = config(&m.base_url(), "", "").replace(
+        "    api_key: ${PT_KEY}\n",
+        "    api_key: ${PT_KEY}\n    forward_headers: [\"x-mock-*\"]\n    timeouts: { first_byte: 300ms, idle: 300ms }\n",
+    );
+    let gw = Gateway::start(&cfg, KEY).await;
+    let t0 = std::time::Instant::now();
+    let mut c = Conn::connect(gw.addr).await.unwrap();
+    let r = c
+        .send(&build_request(
+            "GET",
+            "/openai/models",
+            "localhost",
+            &[("x-mock-fault", "stall")],
+            b"",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 504, "{}", String::from_utf8_lossy(&r.body));
     error_json(&r);
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        t0.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,6 +140,8 @@ async fn large_bodies_stream_with_flat_memory() {
     // Warm up so the baseline includes the pools and buffers of a served request.
     let r = get(gw.addr, "/openai/models").await.unwrap();
     assert_eq!(r.status, 200);
+    // The peak is measured from here on.
+    std::fs::write(format!("/proc/{}/clear_refs", gw.child.id()), "5").unwrap();
     let (base, _) = memory_kib(gw.child.id());
     let upload = vec![b'u'; SIZE];
     let r = post(

@@ -107,7 +107,7 @@ pub async fn run(
     };
     let mut last: Option<Failure> = None;
     loop {
-        let (i, _in_flight) = match cur.model.select(cur.tried) {
+        let (i, in_flight) = match cur.model.select(cur.tried) {
             Ok(picked) => picked,
             Err(NoTarget::Cooling { wait_ms }) if cur.more_here() => {
                 let wait = Duration::from_millis(wait_ms);
@@ -134,6 +134,9 @@ pub async fn run(
                 return give_up(session, ctx, last, &cur.model, why).await;
             }
         };
+        if ctx.attempts > 0 && Instant::now() >= cur.deadline {
+            return give_up(session, ctx, last, &cur.model, NoTarget::Busy).await;
+        }
         let model = cur.model.clone();
         let target = &model.targets[i];
         if ctx.filters.is_none() && !first.filters.is_empty() {
@@ -165,7 +168,14 @@ pub async fn run(
         ctx.upstream_sent_at = Some(Instant::now());
         let opened = match provider.peer().await {
             Err(e) => Err(e),
-            Ok(peer) => {
+            Ok(mut peer) => {
+                if target.timeouts.connect != provider.timeouts.connect {
+                    // This model's connect timeout: a copy of the provider's peer.
+                    let mut p = (*peer).clone();
+                    p.options.connection_timeout = Some(target.timeouts.connect);
+                    p.options.total_connection_timeout = Some(target.timeouts.connect);
+                    peer = Arc::new(p);
+                }
                 let body = prepared.body.clone();
                 let first_byte = target.timeouts.first_byte;
                 tokio::select! {
@@ -180,6 +190,7 @@ pub async fn run(
             Ok(o) => o,
             Err(e) => {
                 health(target, false, None);
+                drop(in_flight);
                 last = Some(Failure::Error(e));
                 if next_try(session, &mut cur, gw, ctx).await? {
                     continue;
@@ -200,26 +211,43 @@ pub async fn run(
                 .and_then(|v| v.to_str().ok())
                 .and_then(parse_retry_after);
             if let Some(ra) = retry_after {
-                target.health.hold_off(now_ms() + ra.as_millis() as u64);
+                let ms = u64::try_from(ra.as_millis()).unwrap_or(u64::MAX);
+                target.health.hold_off(now_ms(), ms);
             }
         }
         if (200..300).contains(&status) {
             if input.stream {
-                // A stream is committed at its first byte.
+                // A stream is committed at its head.
                 return relay(gw, session, ctx, &first, target, up, &peer, prepared, None).await;
             }
             // A whole body before the head goes out: an upstream that dies
-            // mid-body is retried instead of cutting the client off.
-            match read_whole(session, &mut up, target, transcode::MAX_HELD_BODY, false).await {
-                Ok(body) => {
+            // mid-body is retried instead of cutting the client off. Past the
+            // bound, a same-format body is committed and streamed instead.
+            let cap = transcode::MAX_HELD_BODY;
+            let read = tokio::time::timeout_at(total, read_whole(session, &mut up, target, cap))
+                .await
+                .unwrap_or_else(|_| Err(total_timeout(target)));
+            match read {
+                Ok(Read::Whole(body)) => {
                     let body = Some(body);
                     return relay(gw, session, ctx, &first, target, up, &peer, prepared, body)
                         .await;
+                }
+                Ok(Read::Over(start)) if prepared.plan == Plan::Passthrough => {
+                    return relay_rest(gw, session, ctx, target, up, &peer, start).await;
+                }
+                Ok(Read::Over(_)) => {
+                    up.shutdown().await;
+                    return Err(GatewayError::UpstreamBroken {
+                        provider: target.provider.name.clone(),
+                        cause: format!("response body over {cap} bytes, too large to translate"),
+                    });
                 }
                 Err(GatewayError::ClientGone) => return Err(GatewayError::ClientGone),
                 Err(e) => {
                     up.shutdown().await;
                     health(target, false, None);
+                    drop(in_flight);
                     last = Some(Failure::Error(e));
                     if next_try(session, &mut cur, gw, ctx).await? {
                         continue;
@@ -230,9 +258,27 @@ pub async fn run(
         }
         // Kept past the connection's release, for the answer to the client.
         let head = up.response_header().cloned().map(Box::new);
-        let body = read_whole(session, &mut up, target, MAX_ERROR_BODY, true).await;
-        dispatch::release(gw, up, &peer).await;
-        let body = body?;
+        let read =
+            tokio::time::timeout_at(total, read_whole(session, &mut up, target, MAX_ERROR_BODY))
+                .await
+                .unwrap_or_else(|_| Err(total_timeout(target)));
+        let body = match read {
+            // An error body is cut at the bound: it only has to be shown.
+            Ok(Read::Whole(b) | Read::Over(b)) => {
+                dispatch::release(gw, up, &peer).await;
+                b
+            }
+            Err(GatewayError::ClientGone) => return Err(GatewayError::ClientGone),
+            Err(e) => {
+                up.shutdown().await;
+                drop(in_flight);
+                last = Some(Failure::Error(e));
+                if next_try(session, &mut cur, gw, ctx).await? {
+                    continue;
+                }
+                return give_up(session, ctx, last, &model, NoTarget::Busy).await;
+            }
+        };
         let Some(head) = head else {
             return Err(GatewayError::Internal("response head vanished".into()));
         };
@@ -252,6 +298,7 @@ pub async fn run(
             target: i,
             model: model.clone(),
         });
+        drop(in_flight);
         if next_try(session, &mut cur, gw, ctx).await? {
             continue;
         }
@@ -373,45 +420,43 @@ fn total_timeout(target: &Target) -> GatewayError {
     }
 }
 
-/// The rest of the upstream body; past `limit`, cut (`truncate`) or an error.
+/// What `read_whole` got: the body, or its first `limit` bytes when longer.
+enum Read {
+    Whole(Bytes),
+    Over(Bytes),
+}
+
+/// The rest of the upstream body, up to `limit` bytes.
 async fn read_whole(
     session: &mut Session,
     up: &mut HttpSession,
     target: &Target,
     limit: usize,
-    truncate: bool,
-) -> Result<Bytes, GatewayError> {
+) -> Result<Read, GatewayError> {
     up.set_read_timeout(Some(target.timeouts.idle));
     // The usual body arrives in one read: kept as is, copied only if more follow.
     let mut first: Option<Bytes> = None;
     let mut buf = BytesMut::new();
     loop {
+        let held = first.as_ref().map_or(0, Bytes::len) + buf.len();
+        if held >= limit {
+            return Ok(Read::Over(first.unwrap_or_else(|| buf.freeze())));
+        }
         let chunk = tokio::select! {
             c = up.read_response_body() => c,
             _ = client_gone(session) => return Err(GatewayError::ClientGone),
         };
         match chunk {
-            Ok(Some(b)) => {
-                let held = first.as_ref().map_or(0, Bytes::len) + buf.len();
-                let room = limit.saturating_sub(held);
-                if b.len() > room && !truncate {
-                    return Err(GatewayError::UpstreamBroken {
-                        provider: target.provider.name.clone(),
-                        cause: format!("response body over {limit} bytes"),
-                    });
-                }
-                let b = b.slice(..b.len().min(room));
-                match first.take() {
-                    None if buf.is_empty() => first = Some(b),
-                    earlier => {
-                        if let Some(e) = earlier {
-                            buf.extend_from_slice(&e);
-                        }
-                        buf.extend_from_slice(&b);
+            Ok(Some(b)) => match first.take() {
+                None if buf.is_empty() => first = Some(b),
+                earlier => {
+                    if let Some(e) = earlier {
+                        buf.extend_from_slice(&e);
                     }
+                    buf.extend_from_slice(&b);
                 }
-            }
-            Ok(None) => return Ok(first.unwrap_or_else(|| buf.freeze())),
+            },
+            Ok(None) => return Ok(Read::Whole(first.unwrap_or_else(|| buf.freeze()))),
             Err(e) => {
                 return Err(upstream_error(
                     &target.provider,
@@ -421,6 +466,45 @@ async fn read_whole(
             }
         }
     }
+}
+
+/// A same-format body too large to hold: its head and the bytes read so
+/// far go out, then the rest streams as it arrives.
+async fn relay_rest(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    target: &Target,
+    mut up: HttpSession,
+    peer: &HttpPeer,
+    start: Bytes,
+) -> Result<(), GatewayError> {
+    let provider = &target.provider;
+    let Some(head) = up.response_header() else {
+        return Err(GatewayError::Internal("response head vanished".into()));
+    };
+    let mut resp = relay::response_header(head, provider)?;
+    target_headers(&mut resp, ctx);
+    ctx.status = resp.status.as_u16();
+    session
+        .write_response_header(resp, false)
+        .await
+        .map_err(|_| GatewayError::ClientGone)?;
+    relay::write(session, ctx, start).await?;
+    let total = tokio::time::Instant::from_std(ctx.start + target.timeouts.total);
+    let inbound = ctx.inbound;
+    let idle = target.timeouts.idle;
+    let result = tokio::time::timeout_at(
+        total,
+        relay::body(session, &mut up, provider, idle, ctx, false, inbound),
+    )
+    .await
+    .unwrap_or_else(|_| Err(total_timeout(target)));
+    match &result {
+        Ok(()) => dispatch::release(gw, up, peer).await,
+        Err(_) => up.shutdown().await,
+    }
+    result
 }
 
 /// The model configured for this refusal (`fallback_on`), if it is one.

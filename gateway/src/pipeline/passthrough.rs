@@ -106,7 +106,14 @@ pub async fn peer(ctx: &mut RequestCtx) -> pingora::Result<Box<HttpPeer>> {
         ctx.error = Some(e);
         Error::explain(ErrorType::ConnectError, msg)
     })?;
-    Ok(Box::new((*peer).clone()))
+    let mut peer = (*peer).clone();
+    // Pingora applies these to the exchange: no stalled upstream holds a
+    // client (or a half-open probe) for ever.
+    let o = &mut peer.options;
+    o.read_timeout = Some(t.timeouts.first_byte.max(t.timeouts.idle));
+    o.write_timeout = Some(t.timeouts.idle);
+    o.idle_timeout = Some(std::time::Duration::from_secs(60));
+    Ok(Box::new(peer))
 }
 
 /// The upstream request: path under the provider's base, its credentials
@@ -127,6 +134,15 @@ pub fn upstream_request(ctx: &mut RequestCtx, req: &mut RequestHeader) -> pingor
         .map_or("", |pq| pq.as_str())
         .get(prefix_len..)
         .unwrap_or("");
+    let Some(rest) = safe_rest(rest) else {
+        ctx.error = Some(GatewayError::BadRequest(
+            "The path may not contain '.' or '..' segments".into(),
+        ));
+        return Err(Error::explain(
+            ErrorType::HTTPStatus(400),
+            "path escapes the route",
+        ));
+    };
     let path = format!("{}/{rest}", provider.base.path);
     let uri = path
         .parse::<http::Uri>()
@@ -161,6 +177,48 @@ pub fn upstream_request(ctx: &mut RequestCtx, req: &mut RequestHeader) -> pingor
         req.insert_header(name.clone(), value.clone())?;
     }
     Ok(())
+}
+
+/// Query parameters that carry credentials: never forwarded.
+const CREDENTIAL_PARAMS: &[&str] = &[
+    "key",
+    "api-key",
+    "api_key",
+    "apikey",
+    "access_token",
+    "token",
+];
+
+/// The path below the prefix, refused when a segment is `.` or `..` (in any
+/// percent-encoding: upstream front ends normalise them, which would escape
+/// the base path), with credential query parameters removed.
+fn safe_rest(rest: &str) -> Option<String> {
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    let dots = |seg: &str| {
+        let s = seg.to_ascii_lowercase().replace("%2e", ".");
+        s == "." || s == ".."
+    };
+    if path.split(['/', '\\']).any(dots) || path.to_ascii_lowercase().contains("%2f") {
+        return None;
+    }
+    let Some(query) = query else {
+        return Some(path.to_string());
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|kv| {
+            let name = kv.split('=').next().unwrap_or("").to_ascii_lowercase();
+            !CREDENTIAL_PARAMS.contains(&name.as_str())
+        })
+        .collect();
+    Some(if kept.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{}", kept.join("&"))
+    })
 }
 
 /// Counts the request body against the route's limit.
@@ -225,8 +283,12 @@ pub fn connect_failed(session: &Session, ctx: &mut RequestCtx, mut e: Box<Error>
     e
 }
 
-/// A failure once connected: counted against the provider.
-pub fn proxy_failed(ctx: &mut RequestCtx) {
+/// A failure once connected: counted against the provider when it was the
+/// provider's (not a client that left, or a body over the limit).
+pub fn proxy_failed(ctx: &mut RequestCtx, e: &Error) {
+    if e.esource() != &ErrorSource::Upstream || ctx.error.is_some() {
+        return;
+    }
     if let Some(t) = target(ctx) {
         record(t, false, false, None);
     }
@@ -262,5 +324,36 @@ pub async fn fail(session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> Fai
     FailToProxy {
         error_code: code,
         can_reuse_downstream: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_rest;
+
+    #[test]
+    fn paths_stay_below_the_base_and_keys_stay_home() {
+        assert_eq!(
+            safe_rest("files?purpose=x").as_deref(),
+            Some("files?purpose=x")
+        );
+        assert_eq!(safe_rest("a/b/c").as_deref(), Some("a/b/c"));
+        assert_eq!(
+            safe_rest("files?key=k&limit=2").as_deref(),
+            Some("files?limit=2")
+        );
+        assert_eq!(safe_rest("files?API_KEY=k").as_deref(), Some("files"));
+        for bad in [
+            "../x",
+            "a/../../x",
+            "./x",
+            "a/%2e%2E/x",
+            "a/.%2e",
+            "a%2F..%2Fx",
+            "a\\..\\x",
+        ] {
+            assert_eq!(safe_rest(bad), None, "{bad}");
+        }
+        assert_eq!(safe_rest("a/..b/c").as_deref(), Some("a/..b/c"));
     }
 }

@@ -81,6 +81,10 @@ struct Bucket {
 const DECAY_HALF_LIFE_MS: f64 = 5_000.0;
 /// Weight of a new sample in the estimate.
 const ALPHA: f64 = 0.3;
+/// Cap of the estimate (µs): errors push it up, never to infinity.
+const MAX_LATENCY_US: f64 = 60e6;
+/// Longest pause a `Retry-After` can impose on a target (ms).
+const MAX_HOLD_OFF_MS: u64 = 60_000;
 
 pub struct Health {
     cfg: BreakerConfig,
@@ -154,8 +158,9 @@ impl Health {
         self.consecutive.load(Relaxed)
     }
 
-    /// The upstream asked for no traffic until `until` (a 429's `Retry-After`).
-    pub fn hold_off(&self, until: u64) {
+    /// The upstream asked for a pause (a 429's `Retry-After`), bounded.
+    pub fn hold_off(&self, now: u64, pause_ms: u64) {
+        let until = now.saturating_add(pause_ms.min(MAX_HOLD_OFF_MS));
         self.not_before.fetch_max(until, Relaxed);
     }
 
@@ -227,7 +232,7 @@ impl Health {
         bucket.err.fetch_add(1, Relaxed);
         let n = self.consecutive.fetch_add(1, Relaxed) + 1;
         // An error counts as a slow answer for the latency policy.
-        let penalty = (self.ewma_raw() * 4.0).max(100_000.0);
+        let penalty = (self.latency_us(now) * 4.0).clamp(100_000.0, MAX_LATENCY_US);
         self.observe(penalty, now);
         if !self.cfg.enabled {
             return false;
@@ -267,6 +272,7 @@ impl Health {
         if self.state() != BreakerState::Closed {
             self.close();
         }
+        self.not_before.store(0, Relaxed);
     }
 
     fn open(&self, now: u64) {
@@ -320,7 +326,10 @@ impl Health {
     }
 
     fn observe(&self, sample_us: f64, now: u64) {
-        let old = self.ewma_raw();
+        // From the decayed estimate: a target that recovered is not held to
+        // its old samples; bounded and finite whatever the inputs.
+        let sample_us = sample_us.clamp(0.0, MAX_LATENCY_US);
+        let old = self.latency_us(now);
         let new = if old == 0.0 {
             sample_us
         } else {
@@ -420,6 +429,18 @@ mod tests {
         assert!(h.latency_us(0) > 10_000.0);
         let later = h.latency_us(5_000);
         assert!((later - h.latency_us(0) / 2.0).abs() < 1.0);
+        // Errors raise it, boundedly; it never turns infinite or NaN.
+        let h = Health::new(BreakerConfig {
+            enabled: false,
+            ..cfg()
+        });
+        for _ in 0..2_000 {
+            h.record(false, None, 0);
+        }
+        let v = h.latency_us(0);
+        assert!(v.is_finite() && v <= MAX_LATENCY_US, "{v}");
+        h.record(true, Some(Duration::from_millis(1)), 0);
+        assert!(h.latency_us(0).is_finite());
     }
 
     #[test]

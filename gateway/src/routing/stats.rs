@@ -113,9 +113,15 @@ impl RoutingMetrics {
     /// Copies every target's health into the gauges.
     pub fn refresh(&self, snapshot: &Snapshot) {
         let now = now_ms();
-        for (name, model) in &snapshot.models {
+        let pools = snapshot.models.iter().map(|(n, m)| (n.as_str(), m)).chain(
+            snapshot
+                .passthrough
+                .iter()
+                .map(|r| (r.prefix.as_str(), &r.pool)),
+        );
+        for (name, model) in pools {
             for t in &model.targets {
-                let l = [name.as_str(), t.label.as_str()];
+                let l = [name, t.label.as_str()];
                 let h = &t.health;
                 self.breaker.with_label_values(&l).set(h.state() as i64);
                 self.in_flight
@@ -138,30 +144,8 @@ pub fn upstreams_json(snapshot: &Snapshot) -> String {
         .into_iter()
         .map(|name| {
             let m = &snapshot.models[name];
-            let targets: Vec<serde_json::Value> = m
-                .targets
-                .iter()
-                .map(|t| {
-                    let h = &t.health;
-                    let (ok, failed) = h.window_counts(now);
-                    serde_json::json!({
-                        "target": t.label,
-                        "provider": t.provider.name,
-                        "model": t.upstream_model,
-                        "weight": t.weight,
-                        "max_in_flight": t.max_in_flight,
-                        "available": t.provider.unavailable.is_none(),
-                        "unavailable_reason": t.provider.unavailable,
-                        "breaker": h.state().as_str(),
-                        "in_flight": h.in_flight(),
-                        "latency_ms": h.latency_us(now) / 1e3,
-                        "consecutive_failures": h.consecutive_failures(),
-                        "window": {"ok": ok, "failed": failed},
-                        "ejections": h.ejections(),
-                        "cooling_ms": h.cooling(now),
-                    })
-                })
-                .collect();
+            let targets: Vec<serde_json::Value> =
+                m.targets.iter().map(|t| target_json(t, now)).collect();
             serde_json::json!({
                 "model": name,
                 "balance": m.balancer.policy().as_str(),
@@ -170,5 +154,39 @@ pub fn upstreams_json(snapshot: &Snapshot) -> String {
             })
         })
         .collect();
-    serde_json::json!({ "models": models }).to_string()
+    let passthrough: Vec<serde_json::Value> = snapshot
+        .passthrough
+        .iter()
+        .map(|r| {
+            let targets: Vec<serde_json::Value> =
+                r.pool.targets.iter().map(|t| target_json(t, now)).collect();
+            serde_json::json!({
+                "prefix": r.prefix,
+                "balance": r.pool.balancer.policy().as_str(),
+                "targets": targets,
+            })
+        })
+        .collect();
+    serde_json::json!({ "models": models, "passthrough": passthrough }).to_string()
+}
+
+fn target_json(t: &crate::snapshot::Target, now: u64) -> serde_json::Value {
+    let h = &t.health;
+    let (ok, failed) = h.window_counts(now);
+    serde_json::json!({
+        "target": t.label,
+        "provider": t.provider.name,
+        "model": t.upstream_model,
+        "weight": t.weight,
+        "max_in_flight": t.max_in_flight,
+        "available": t.provider.unavailable.is_none(),
+        "unavailable_reason": t.provider.unavailable,
+        "breaker": h.state().as_str(),
+        "in_flight": h.in_flight(),
+        "latency_ms": h.latency_us(now) / 1e3,
+        "consecutive_failures": h.consecutive_failures(),
+        "window": {"ok": ok, "failed": failed},
+        "ejections": h.ejections(),
+        "cooling_ms": h.cooling(now),
+    })
 }
