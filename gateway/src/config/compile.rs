@@ -340,6 +340,13 @@ fn health_check(
         p.add(format!("{path}.path"), "must start with '/'");
         return None;
     }
+    if !(100..=599).contains(&h.expect_status) {
+        p.add(
+            format!("{path}.expect_status"),
+            "an HTTP status, 100 to 599",
+        );
+        return None;
+    }
     Some(crate::upstream::HealthCheck {
         interval: h.interval.0,
         path: format!("{}{}", base.map_or("", |b| b.path.as_str()), h.path),

@@ -196,6 +196,7 @@ pub(super) fn compile_passthrough(
                 format!("between 1 and {MAX_TARGETS} targets"),
             );
         }
+        check_breaker(&s.breaker, &path, p);
         let breaker = breaker_config(&s.breaker);
         let mut targets = Vec::new();
         for (j, t) in s.targets.iter().enumerate() {
@@ -247,6 +248,15 @@ pub(super) fn compile_passthrough(
     out
 }
 
+fn check_breaker(b: &BreakerSection, path: &str, p: &mut Problems<'_>) {
+    if !(0.0..=1.0).contains(&b.error_rate) || b.error_rate == 0.0 {
+        p.add(format!("{path}.breaker.error_rate"), "must be in (0, 1]");
+    }
+    if b.window.0.is_zero() {
+        p.add(format!("{path}.breaker.window"), "must be longer than zero");
+    }
+}
+
 fn check_policies(raw: &RawConfig, name: &str, s: &ModelSection, path: &str, p: &mut Problems<'_>) {
     let known = |m: &str| raw.models.contains_key(m);
     for (i, f) in s.fallback.iter().enumerate() {
@@ -275,13 +285,7 @@ fn check_policies(raw: &RawConfig, name: &str, s: &ModelSection, path: &str, p: 
             }
         }
     }
-    let b = &s.breaker;
-    if !(0.0..=1.0).contains(&b.error_rate) || b.error_rate == 0.0 {
-        p.add(format!("{path}.breaker.error_rate"), "must be in (0, 1]");
-    }
-    if b.window.0.is_zero() {
-        p.add(format!("{path}.breaker.window"), "must be longer than zero");
-    }
+    check_breaker(&s.breaker, path, p);
     if s.retry.attempts == 0 {
         p.add(
             format!("{path}.retry.attempts"),

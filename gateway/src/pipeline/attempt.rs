@@ -165,6 +165,10 @@ pub async fn run(
             input.stream,
         )?;
         let total = tokio::time::Instant::from_std(ctx.start + target.timeouts.total);
+        // A later attempt may start with little of the request's time left;
+        // running out of it then is not the target's fault.
+        let short_budget = total.saturating_duration_since(tokio::time::Instant::now())
+            < target.timeouts.first_byte;
         ctx.upstream_sent_at = Some(Instant::now());
         let opened = match provider.peer().await {
             Err(e) => Err(e),
@@ -189,7 +193,10 @@ pub async fn run(
         let (mut up, peer) = match opened {
             Ok(o) => o,
             Err(e) => {
-                health(target, false, None);
+                let out_of_time = short_budget && matches!(e, GatewayError::UpstreamTimeout { .. });
+                if !out_of_time {
+                    health(target, false, None);
+                }
                 drop(in_flight);
                 last = Some(Failure::Error(e));
                 if next_try(session, &mut cur, gw, ctx).await? {

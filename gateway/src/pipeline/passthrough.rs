@@ -249,6 +249,17 @@ pub fn response(ctx: &mut RequestCtx, resp: &mut ResponseHeader) {
         .and_then(|p| p.sent_at)
         .map(|s| s.elapsed());
     if let Some(t) = target(ctx) {
+        if status == 429 {
+            let pause = resp
+                .headers
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(crate::routing::retry::parse_retry_after);
+            if let Some(p) = pause {
+                let ms = u64::try_from(p.as_millis()).unwrap_or(u64::MAX);
+                t.health.hold_off(now_ms(), ms);
+            }
+        }
         let ok = !retryable_status(status);
         // A 429 is a failed attempt but a healthy upstream asking for a pause.
         let healthy = ok || status == 429;

@@ -222,8 +222,8 @@ impl Health {
             if let Some(t) = ttfb {
                 self.observe(t.as_secs_f64() * 1e6, now);
             }
-            // Only the probe's verdict closes it: answers to requests sent
-            // before the breaker opened prove little.
+            // An open breaker ignores late answers to requests sent before it
+            // opened; once half-open, a success (the probe's, usually) closes it.
             if self.state() == BreakerState::HalfOpen {
                 self.close();
             }
