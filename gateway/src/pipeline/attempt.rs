@@ -7,17 +7,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use pingora::http::ResponseHeader;
-use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
-use pingora::upstreams::peer::HttpPeer;
 use sluice_providers::Format;
 
-use super::dispatch::{self, upstream_error};
-use super::relay::{self, client_gone};
+use super::answer::{self, read_whole, relay_rest, total_timeout, upstream_error_response, Read};
+use super::dispatch;
+use super::relay::client_gone;
 use super::transcode;
-use super::translate::{self, Input, Plan};
+use super::translate::{Input, Plan};
 use super::RequestCtx;
 use crate::errors::GatewayError;
 use crate::proxy::Gateway;
@@ -225,7 +224,8 @@ pub async fn run(
         if (200..300).contains(&status) {
             if input.stream {
                 // A stream is committed at its head.
-                return relay(gw, session, ctx, &first, target, up, &peer, prepared, None).await;
+                return answer::relay(gw, session, ctx, &first, target, up, &peer, prepared, None)
+                    .await;
             }
             // A whole body before the head goes out: an upstream that dies
             // mid-body is retried instead of cutting the client off. Past the
@@ -237,8 +237,10 @@ pub async fn run(
             match read {
                 Ok(Read::Whole(body)) => {
                     let body = Some(body);
-                    return relay(gw, session, ctx, &first, target, up, &peer, prepared, body)
-                        .await;
+                    return answer::relay(
+                        gw, session, ctx, &first, target, up, &peer, prepared, body,
+                    )
+                    .await;
                 }
                 Ok(Read::Over(start)) if prepared.plan == Plan::Passthrough => {
                     return relay_rest(gw, session, ctx, target, up, &peer, start).await;
@@ -354,7 +356,7 @@ async fn pause(session: &mut Session, d: Duration) -> Result<(), GatewayError> {
 
 /// Counts an attempt and tells the target's health about it. A 429 is a
 /// failed attempt but a healthy upstream (it asked for a pause: `hold_off`).
-fn health(target: &Target, ok: bool, ttfb: Option<Duration>) {
+pub(super) fn health(target: &Target, ok: bool, ttfb: Option<Duration>) {
     health_of(target, ok, ok, ttfb);
 }
 
@@ -420,100 +422,6 @@ fn no_target(model: &Model, why: NoTarget) -> GatewayError {
     }
 }
 
-fn total_timeout(target: &Target) -> GatewayError {
-    GatewayError::UpstreamTimeout {
-        provider: target.provider.name.clone(),
-        cause: format!("total timeout of {:?} exceeded", target.timeouts.total),
-    }
-}
-
-/// What `read_whole` got: the body, or its first `limit` bytes when longer.
-enum Read {
-    Whole(Bytes),
-    Over(Bytes),
-}
-
-/// The rest of the upstream body, up to `limit` bytes.
-async fn read_whole(
-    session: &mut Session,
-    up: &mut HttpSession,
-    target: &Target,
-    limit: usize,
-) -> Result<Read, GatewayError> {
-    up.set_read_timeout(Some(target.timeouts.idle));
-    // The usual body arrives in one read: kept as is, copied only if more follow.
-    let mut first: Option<Bytes> = None;
-    let mut buf = BytesMut::new();
-    loop {
-        let held = first.as_ref().map_or(0, Bytes::len) + buf.len();
-        if held >= limit {
-            return Ok(Read::Over(first.unwrap_or_else(|| buf.freeze())));
-        }
-        let chunk = tokio::select! {
-            c = up.read_response_body() => c,
-            _ = client_gone(session) => return Err(GatewayError::ClientGone),
-        };
-        match chunk {
-            Ok(Some(b)) => match first.take() {
-                None if buf.is_empty() => first = Some(b),
-                earlier => {
-                    if let Some(e) = earlier {
-                        buf.extend_from_slice(&e);
-                    }
-                    buf.extend_from_slice(&b);
-                }
-            },
-            Ok(None) => return Ok(Read::Whole(first.unwrap_or_else(|| buf.freeze()))),
-            Err(e) => {
-                return Err(upstream_error(
-                    &target.provider,
-                    &e,
-                    "reading the response body",
-                ))
-            }
-        }
-    }
-}
-
-/// A same-format body too large to hold: its head and the bytes read so
-/// far go out, then the rest streams as it arrives.
-async fn relay_rest(
-    gw: &Gateway,
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-    target: &Target,
-    mut up: HttpSession,
-    peer: &HttpPeer,
-    start: Bytes,
-) -> Result<(), GatewayError> {
-    let provider = &target.provider;
-    let Some(head) = up.response_header() else {
-        return Err(GatewayError::Internal("response head vanished".into()));
-    };
-    let mut resp = relay::response_header(head, provider)?;
-    target_headers(&mut resp, ctx);
-    ctx.status = resp.status.as_u16();
-    session
-        .write_response_header(resp, false)
-        .await
-        .map_err(|_| GatewayError::ClientGone)?;
-    relay::write(session, ctx, start).await?;
-    let total = tokio::time::Instant::from_std(ctx.start + target.timeouts.total);
-    let inbound = ctx.inbound;
-    let idle = target.timeouts.idle;
-    let result = tokio::time::timeout_at(
-        total,
-        relay::body(session, &mut up, provider, idle, ctx, false, inbound),
-    )
-    .await
-    .unwrap_or_else(|_| Err(total_timeout(target)));
-    match &result {
-        Ok(()) => dispatch::release(gw, up, peer).await,
-        Err(_) => up.shutdown().await,
-    }
-    result
-}
-
 /// The model configured for this refusal (`fallback_on`), if it is one.
 fn special_fallback(model: &Model, format: Format, status: u16, body: &[u8]) -> Option<String> {
     if status != 400 && status != 403 {
@@ -553,162 +461,4 @@ fn special_fallback(model: &Model, format: Format, status: u16, body: &[u8]) -> 
     } else {
         None
     }
-}
-
-/// Sends an upstream error response to the client: as is when the formats
-/// match, else translated.
-async fn upstream_error_response(
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-    model: &Model,
-    i: usize,
-    head: &ResponseHeader,
-    body: Bytes,
-) -> Result<(), GatewayError> {
-    let target = &model.targets[i];
-    let provider = &target.provider;
-    let status = head.status.as_u16();
-    ctx.status = status;
-    let (mut resp, body) = if provider.format == ctx.inbound {
-        (relay::response_header(head, provider)?, body)
-    } else {
-        let out = translate::error_body(provider.format, ctx.inbound, status, &body);
-        (
-            transcode::plain_head(status, "application/json", head, provider)?,
-            out,
-        )
-    };
-    let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len());
-    resp.remove_header(&http::header::TRANSFER_ENCODING);
-    target_headers(&mut resp, ctx);
-    whole(session, ctx, resp, body).await
-}
-
-/// `x-sluice-target` and `x-sluice-attempts`: what served the request.
-pub fn target_headers(resp: &mut ResponseHeader, ctx: &RequestCtx) {
-    let label = ctx
-        .model
-        .as_ref()
-        .and_then(|m| ctx.target.and_then(|i| m.targets.get(i)))
-        .map(|t| t.label.as_str());
-    if let Some(l) = label {
-        let _ = resp.insert_header("x-sluice-target", l);
-    }
-    let _ = resp.insert_header("x-sluice-attempts", ctx.attempts);
-}
-
-/// Relays a 2xx answer; from here on nothing is retried.
-#[allow(clippy::too_many_arguments)]
-async fn relay(
-    gw: &Gateway,
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-    first: &Model,
-    target: &Target,
-    mut up: HttpSession,
-    peer: &HttpPeer,
-    prepared: translate::Prepared,
-    body: Option<Bytes>,
-) -> Result<(), GatewayError> {
-    let provider = &target.provider;
-    let inbound = ctx.inbound;
-    let total = tokio::time::Instant::from_std(ctx.start + target.timeouts.total);
-    let mut is_sse = ctx.stream;
-    let relayed = if prepared.plan == Plan::Passthrough {
-        let Some(head) = up.response_header() else {
-            return Err(GatewayError::Internal("response head vanished".into()));
-        };
-        let mut resp = relay::response_header(head, provider)?;
-        target_headers(&mut resp, ctx);
-        if let Some(body) = body {
-            ctx.status = resp.status.as_u16();
-            let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len());
-            resp.remove_header(&http::header::TRANSFER_ENCODING);
-            let sent = whole(session, ctx, resp, body).await;
-            if sent.is_ok() {
-                dispatch::release(gw, up, peer).await;
-            }
-            return sent;
-        }
-        ctx.status = resp.status.as_u16();
-        is_sse = resp
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-        session
-            .write_response_header(resp, false)
-            .await
-            .map_err(|_| GatewayError::ClientGone)?;
-        tokio::time::timeout_at(
-            total,
-            relay::body(
-                session,
-                &mut up,
-                provider,
-                target.timeouts.idle,
-                ctx,
-                is_sse,
-                inbound,
-            ),
-        )
-        .await
-    } else {
-        let relay =
-            transcode::Relay {
-                provider,
-                plan: prepared.plan,
-                inbound,
-                dropped: prepared.dropped.as_deref(),
-                model: &first.name,
-                idle: target.timeouts.idle,
-                drain: first.filters.token_count.as_ref().is_some_and(|t| {
-                    t.on_disconnect == sluice_filters::config::OnDisconnect::Drain
-                }),
-            };
-        tokio::time::timeout_at(total, relay.run(session, &mut up, ctx, body)).await
-    };
-    let result = match relayed {
-        Ok(r) => r,
-        Err(_) => {
-            let err = total_timeout(target);
-            if is_sse && session.response_written().is_some() {
-                let _ = session
-                    .write_response_body(Some(err.sse_event(inbound)), true)
-                    .await;
-                ctx.mid_stream_error = true;
-            }
-            Err(err)
-        }
-    };
-    match &result {
-        Ok(()) => dispatch::release(gw, up, peer).await,
-        Err(e) => {
-            if matches!(
-                e,
-                GatewayError::UpstreamBroken { .. } | GatewayError::UpstreamTimeout { .. }
-            ) {
-                health(target, false, None);
-            }
-            up.shutdown().await;
-        }
-    }
-    result
-}
-
-/// Writes a complete response.
-async fn whole(
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-    resp: Box<ResponseHeader>,
-    body: Bytes,
-) -> Result<(), GatewayError> {
-    session
-        .write_response_header(resp, false)
-        .await
-        .map_err(|_| GatewayError::ClientGone)?;
-    relay::write(session, ctx, body).await?;
-    session
-        .write_response_body(None, true)
-        .await
-        .map_err(|_| GatewayError::ClientGone)
 }

@@ -2,6 +2,7 @@
 //! `request_filter` so bodies of any size work (see DESIGN: the 64 KiB
 //! retry-buffer trap). One file per stage.
 
+mod answer;
 mod attempt;
 mod dispatch;
 pub mod passthrough;

@@ -96,7 +96,7 @@ impl Relay<'_> {
         for (name, value) in ctx.filters.iter().flat_map(|f| f.cx.headers.iter()) {
             h.insert_header(*name, value.as_str()).map_err(internal)?;
         }
-        super::attempt::target_headers(&mut h, ctx);
+        super::answer::target_headers(&mut h, ctx);
         Ok(h)
     }
 
