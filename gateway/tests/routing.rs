@@ -26,6 +26,17 @@ async fn mocks(n: usize) -> Vec<MockServer> {
     v
 }
 
+/// A non-stream chat request for `model`.
+async fn chat(gw: &Gateway, model: &str) -> sluice_perf::client::Response {
+    post(
+        gw.addr,
+        "/v1/chat/completions",
+        &[],
+        &chat_body(model, "hi", false),
+    )
+    .await
+}
+
 /// Sends `body` on one keep-alive connection `n` times; the targets that served, in order.
 async fn targets_of(gw: &Gateway, body: &[u8], n: usize) -> Vec<String> {
     let mut c = Conn::connect(gw.addr).await.unwrap();
@@ -340,34 +351,16 @@ async fn fallbacks_cover_a_dead_pool_and_an_open_breaker_fails_fast() {
         provider("up", &m)
     );
     let gw = Gateway::start(&cfg, &[]).await;
-    let r = post(
-        gw.addr,
-        "/v1/chat/completions",
-        &[],
-        &chat_body("primary", "hi", false),
-    )
-    .await;
+    let r = chat(&gw, "primary").await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.header("x-sluice-target"), Some("up/b"));
     assert_eq!(r.header("x-sluice-attempts"), Some("3"));
     // With no fallback: the connect error, then (breaker open) a fast 503.
-    let r = post(
-        gw.addr,
-        "/v1/chat/completions",
-        &[],
-        &chat_body("lonely", "hi", false),
-    )
-    .await;
+    let r = chat(&gw, "lonely").await;
     assert_eq!(r.status, 502);
     error_json(&r);
     let t0 = Instant::now();
-    let r = post(
-        gw.addr,
-        "/v1/chat/completions",
-        &[],
-        &chat_body("lonely", "hi", false),
-    )
-    .await;
+    let r = chat(&gw, "lonely").await;
     assert_eq!(r.status, 503);
     assert!(
         t0.elapsed() < Duration::from_secs(2),
@@ -395,24 +388,12 @@ async fn context_length_refusals_go_to_the_larger_model() {
         provider("b", &big)
     );
     let gw = Gateway::start(&cfg, &[]).await;
-    let r = post(
-        gw.addr,
-        "/v1/chat/completions",
-        &[],
-        &chat_body("small", "hi", false),
-    )
-    .await;
+    let r = chat(&gw, "small").await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.header("x-sluice-target"), Some("b/b"));
     assert_eq!(small.state.request_count(), 1, "a refusal is not retried");
     // Without `fallback_on`, the refusal is the answer.
-    let r = post(
-        gw.addr,
-        "/v1/chat/completions",
-        &[],
-        &chat_body("plain", "hi", false),
-    )
-    .await;
+    let r = chat(&gw, "plain").await;
     assert_eq!(r.status, 400);
     assert!(error_json(&r)["error"]["message"]
         .as_str()

@@ -105,6 +105,16 @@ pub async fn run(
         on_model: 0,
     };
     let mut last: Option<Failure> = None;
+    // A failed try: the next one (after any backoff), or this failure as the answer.
+    macro_rules! try_again {
+        ($failure:expr) => {{
+            last = Some($failure);
+            if next_try(session, &mut cur, gw, ctx).await? {
+                continue;
+            }
+            return give_up(session, ctx, last, &cur.model, NoTarget::Busy).await;
+        }};
+    }
     loop {
         let (i, in_flight) = match cur.model.select(cur.tried) {
             Ok(picked) => picked,
@@ -197,11 +207,7 @@ pub async fn run(
                     health(target, false, None);
                 }
                 drop(in_flight);
-                last = Some(Failure::Error(e));
-                if next_try(session, &mut cur, gw, ctx).await? {
-                    continue;
-                }
-                return give_up(session, ctx, last, &model, NoTarget::Busy).await;
+                try_again!(Failure::Error(e));
             }
         };
         let head_at = Instant::now();
@@ -209,7 +215,7 @@ pub async fn run(
         let ttfb = ctx.upstream_sent_at.map(|s| head_at - s);
         let status = up.response_header().map_or(502, |h| h.status.as_u16());
         let failed = retryable_status(status);
-        health_of(target, !failed, !failed || status == 429, ttfb);
+        target.record(!failed, !failed || status == 429, ttfb);
         if status == 429 {
             let retry_after = up
                 .response_header()
@@ -257,11 +263,7 @@ pub async fn run(
                     up.shutdown().await;
                     health(target, false, None);
                     drop(in_flight);
-                    last = Some(Failure::Error(e));
-                    if next_try(session, &mut cur, gw, ctx).await? {
-                        continue;
-                    }
-                    return give_up(session, ctx, last, &model, NoTarget::Busy).await;
+                    try_again!(Failure::Error(e));
                 }
             }
         }
@@ -281,11 +283,7 @@ pub async fn run(
             Err(e) => {
                 up.shutdown().await;
                 drop(in_flight);
-                last = Some(Failure::Error(e));
-                if next_try(session, &mut cur, gw, ctx).await? {
-                    continue;
-                }
-                return give_up(session, ctx, last, &model, NoTarget::Busy).await;
+                try_again!(Failure::Error(e));
             }
         };
         let Some(head) = head else {
@@ -301,17 +299,13 @@ pub async fn run(
             }
             return upstream_error_response(session, ctx, &model, i, &head, body).await;
         }
-        last = Some(Failure::Status {
+        drop(in_flight);
+        try_again!(Failure::Status {
             head,
             body,
             target: i,
             model: model.clone(),
         });
-        drop(in_flight);
-        if next_try(session, &mut cur, gw, ctx).await? {
-            continue;
-        }
-        return give_up(session, ctx, last, &model, NoTarget::Busy).await;
     }
 }
 
@@ -354,21 +348,9 @@ async fn pause(session: &mut Session, d: Duration) -> Result<(), GatewayError> {
     }
 }
 
-/// Counts an attempt and tells the target's health about it. A 429 is a
-/// failed attempt but a healthy upstream (it asked for a pause: `hold_off`).
+/// An attempt that failed on the target's side.
 pub(super) fn health(target: &Target, ok: bool, ttfb: Option<Duration>) {
-    health_of(target, ok, ok, ttfb);
-}
-
-fn health_of(target: &Target, attempt_ok: bool, healthy: bool, ttfb: Option<Duration>) {
-    if attempt_ok {
-        target.counters.ok.inc();
-    } else {
-        target.counters.failed.inc();
-    }
-    if target.health.record(healthy, ttfb, now_ms()) {
-        target.counters.ejections.inc();
-    }
+    target.record(ok, ok, ttfb);
 }
 
 /// No try left: the last failure is the answer (an upstream error response

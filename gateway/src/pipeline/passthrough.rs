@@ -263,28 +263,17 @@ pub fn response(ctx: &mut RequestCtx, resp: &mut ResponseHeader) {
         let ok = !retryable_status(status);
         // A 429 is a failed attempt but a healthy upstream asking for a pause.
         let healthy = ok || status == 429;
-        record(t, ok, healthy, ttfb.filter(|_| ok));
+        t.record(ok, healthy, ttfb.filter(|_| ok));
         let _ = resp.insert_header("x-sluice-target", t.label.as_str());
     }
     let _ = resp.insert_header("x-sluice-attempts", ctx.attempts);
-}
-
-fn record(t: &Target, ok: bool, healthy: bool, ttfb: Option<std::time::Duration>) {
-    if ok {
-        t.counters.ok.inc();
-    } else {
-        t.counters.failed.inc();
-    }
-    if t.health.record(healthy, ttfb, now_ms()) {
-        t.counters.ejections.inc();
-    }
 }
 
 /// A connect failure: counted against the provider, and retried on another
 /// one while the request body can still be replayed.
 pub fn connect_failed(session: &Session, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
     if let Some(t) = target(ctx) {
-        record(t, false, false, None);
+        t.record(false, false, None);
     }
     if let Some(pass) = ctx.pass.as_mut() {
         pass.current = None;
@@ -301,7 +290,7 @@ pub fn proxy_failed(ctx: &mut RequestCtx, e: &Error) {
         return;
     }
     if let Some(t) = target(ctx) {
-        record(t, false, false, None);
+        t.record(false, false, None);
     }
 }
 

@@ -10,7 +10,7 @@ pub mod stats;
 
 use health::{now_ms, InFlight};
 
-use crate::snapshot::Model;
+use crate::snapshot::{Model, Target};
 
 /// Why a pool has no target to offer right now.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,5 +97,20 @@ impl Model {
             };
         }
         NoTarget::Busy
+    }
+}
+
+impl Target {
+    /// Counts an attempt and tells the target's health about it. A 429 is a
+    /// failed attempt from a healthy upstream (it asked for a pause).
+    pub fn record(&self, attempt_ok: bool, healthy: bool, ttfb: Option<std::time::Duration>) {
+        if attempt_ok {
+            self.counters.ok.inc();
+        } else {
+            self.counters.failed.inc();
+        }
+        if self.health.record(healthy, ttfb, now_ms()) {
+            self.counters.ejections.inc();
+        }
     }
 }
