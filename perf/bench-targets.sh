@@ -7,12 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-5s}; CONNS=${2:-32}; REPS=${3:-3}
 BODY=perf/scenarios/chat-1k.json
-cargo build --release --workspace --bins -q
-BIN=target/release
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-MOCK=$(port); GW=$(port); ADMIN=$(port)
-CFG=$(mktemp --suffix=.yaml)
-OUT=$(mktemp -d)
+. perf/setup.sh
 targets() { for i in $(seq 1 "$1"); do printf '{ provider: mock, model: m%s }, ' "$i"; done; }
 cat > "$CFG" <<YAML
 server: { listen: 127.0.0.1:$GW, admin_listen: 127.0.0.1:$ADMIN, threads: 1, access_log: false }
