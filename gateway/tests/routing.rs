@@ -466,3 +466,24 @@ async fn a_stalled_stream_ends_with_an_error_event_on_the_models_idle_timeout() 
     assert_eq!(last["error"]["code"], "upstream_timeout", "{data:?}");
     assert!(data.len() >= 3, "tokens before the error: {data:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_cannot_take_the_request_passes_it_on() {
+    let m = mock(MockOptions::default()).await;
+    let cfg = format!(
+        "providers:\n{}  an:\n    kind: anthropic\n    base_url: {}\n    api_key: ${{AN_KEY}}\nmodels:\n  mixed:\n    targets: [ {{ provider: an, model: c }}, {{ provider: up, model: o }} ]\n",
+        provider("up", &m),
+        m.origin()
+    );
+    let gw = Gateway::start(&cfg, &[("AN_KEY", "k")]).await;
+    // Completions only go to OpenAI-format upstreams: whichever target the
+    // pool offers first, the OpenAI one serves.
+    let body =
+        serde_json::json!({"model": "mixed", "prompt": "say hi", "max_tokens": 4}).to_string();
+    for _ in 0..4 {
+        let r = post(gw.addr, "/v1/completions", &[], body.as_bytes()).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.header("x-sluice-target"), Some("up/o"));
+        assert_eq!(r.header("x-sluice-attempts"), Some("1"));
+    }
+}

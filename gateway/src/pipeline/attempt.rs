@@ -154,16 +154,25 @@ pub async fn run(
             ctx.filters = Some(run);
             filtered?;
         }
+        cur.tried |= 1 << i;
+        let prepared = match input.prepare(target) {
+            Ok(p) => p,
+            // This target cannot take the request (its format cannot express
+            // it, a strict provider): another target of the pool may.
+            Err(e) if untried_left(&model, cur.tried) => {
+                last = Some(Failure::Error(e));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         ctx.attempts += 1;
         cur.on_model += 1;
-        cur.tried |= 1 << i;
         ctx.model = Some(model.clone());
         ctx.target = Some(i);
         target.counters.selected.inc();
         if ctx.attempts > 1 {
             gw.metrics.routing.retry(&model.name);
         }
-        let prepared = input.prepare(target)?;
         let provider = &target.provider;
         let head = dispatch::request_header(
             session.req_header(),
