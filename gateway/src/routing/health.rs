@@ -97,6 +97,8 @@ pub struct Health {
     opened_at: AtomicU64,
     /// The one request allowed through while half-open is under way.
     probing: AtomicBool,
+    /// Which probe holds `probing`, so a stale guard never frees a newer one's slot.
+    probe_gen: AtomicU64,
     window: [Bucket; BUCKETS],
     ejections: AtomicU64,
     /// No new request before this time (ms): the upstream asked for a pause.
@@ -107,7 +109,8 @@ pub struct Health {
 /// without a verdict (the client left) frees the probe slot.
 pub struct InFlight {
     health: Arc<Health>,
-    probe: bool,
+    /// The probe generation this request holds, if it is the half-open probe.
+    probe: Option<u64>,
 }
 
 impl InFlight {
@@ -119,7 +122,7 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.health.in_flight.fetch_sub(1, Relaxed);
-        if self.probe {
+        if self.probe == Some(self.health.probe_gen.load(Relaxed)) {
             self.health.probing.store(false, Relaxed);
         }
     }
@@ -136,6 +139,7 @@ impl Health {
             state: AtomicU8::new(BreakerState::Closed as u8),
             opened_at: AtomicU64::new(0),
             probing: AtomicBool::new(false),
+            probe_gen: AtomicU64::new(0),
             window: Default::default(),
             ejections: AtomicU64::new(0),
             not_before: AtomicU64::new(0),
@@ -190,7 +194,7 @@ impl Health {
     /// Claims the right to send one request; false if another thread just
     /// took the only half-open probe.
     pub fn acquire(self: &Arc<Self>, now: u64) -> Option<InFlight> {
-        let mut probe = false;
+        let mut probe = None;
         if self.cfg.enabled && self.state() != BreakerState::Closed {
             if !self.eligible(now) {
                 return None;
@@ -203,7 +207,7 @@ impl Health {
                 return None;
             }
             self.state.store(BreakerState::HalfOpen as u8, Relaxed);
-            probe = true;
+            probe = Some(self.probe_gen.fetch_add(1, Relaxed) + 1);
         }
         self.in_flight.fetch_add(1, Relaxed);
         Some(InFlight {
@@ -397,6 +401,22 @@ mod tests {
         assert_eq!(h.state(), BreakerState::HalfOpen);
         assert!(h.acquire(5_000).is_some());
         assert_eq!(h.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_stale_probe_never_frees_a_newer_probes_slot() {
+        let h = Arc::new(Health::new(cfg()));
+        for _ in 0..3 {
+            h.record(false, None, 0);
+        }
+        let old = h.acquire(5_000).unwrap();
+        // Its verdict arrives (a failure) before the guard goes away.
+        h.record(false, None, 5_100);
+        let new = h.acquire(10_200).unwrap();
+        drop(old);
+        assert!(h.acquire(10_200).is_none(), "two probes at once");
+        drop(new);
+        assert!(h.acquire(10_200).is_some());
     }
 
     #[test]
