@@ -69,6 +69,15 @@ pub struct PassRoute {
 }
 
 impl Snapshot {
+    /// Every pool with its name: the models, then the passthrough routes.
+    pub fn pools(&self) -> impl Iterator<Item = (&str, &Arc<Model>)> {
+        self.models.iter().map(|(n, m)| (n.as_str(), m)).chain(
+            self.passthrough
+                .iter()
+                .map(|r| (r.prefix.as_str(), &r.pool)),
+        )
+    }
+
     /// The passthrough route whose prefix starts `path`, if any.
     pub fn passthrough_for(&self, path: &str) -> Option<&Arc<PassRoute>> {
         self.passthrough

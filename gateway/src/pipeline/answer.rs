@@ -73,45 +73,6 @@ pub(super) async fn read_whole(
     }
 }
 
-/// A same-format body too large to hold: its head and the bytes read so
-/// far go out, then the rest streams as it arrives.
-pub(super) async fn relay_rest(
-    gw: &Gateway,
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-    target: &Target,
-    mut up: HttpSession,
-    peer: &HttpPeer,
-    start: Bytes,
-) -> Result<(), GatewayError> {
-    let provider = &target.provider;
-    let Some(head) = up.response_header() else {
-        return Err(GatewayError::Internal("response head vanished".into()));
-    };
-    let mut resp = relay::response_header(head, provider)?;
-    target_headers(&mut resp, ctx);
-    ctx.status = resp.status.as_u16();
-    session
-        .write_response_header(resp, false)
-        .await
-        .map_err(|_| GatewayError::ClientGone)?;
-    relay::write(session, ctx, start).await?;
-    let total = tokio::time::Instant::from_std(ctx.start + target.timeouts.total);
-    let inbound = ctx.inbound;
-    let idle = target.timeouts.idle;
-    let result = tokio::time::timeout_at(
-        total,
-        relay::body(session, &mut up, provider, idle, ctx, false, inbound),
-    )
-    .await
-    .unwrap_or_else(|_| Err(total_timeout(target)));
-    match &result {
-        Ok(()) => dispatch::release(gw, up, peer).await,
-        Err(_) => up.shutdown().await,
-    }
-    result
-}
-
 /// Sends an upstream error response to the client: as is when the formats
 /// match, else translated.
 pub(super) async fn upstream_error_response(
@@ -154,6 +115,16 @@ pub fn target_headers(resp: &mut ResponseHeader, ctx: &RequestCtx) {
     let _ = resp.insert_header("x-sluice-attempts", ctx.attempts);
 }
 
+/// What of a 2xx body was read before the head goes out.
+pub(super) enum Body {
+    /// Nothing: a stream, relayed as it arrives.
+    Stream,
+    /// All of it.
+    Whole(Bytes),
+    /// Its start, too large to hold whole: the rest streams after it.
+    Begun(Bytes),
+}
+
 /// Relays a 2xx answer; from here on nothing is retried.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn relay(
@@ -165,7 +136,7 @@ pub(super) async fn relay(
     mut up: HttpSession,
     peer: &HttpPeer,
     prepared: translate::Prepared,
-    body: Option<Bytes>,
+    body: Body,
 ) -> Result<(), GatewayError> {
     let provider = &target.provider;
     let inbound = ctx.inbound;
@@ -177,17 +148,20 @@ pub(super) async fn relay(
         };
         let mut resp = relay::response_header(head, provider)?;
         target_headers(&mut resp, ctx);
-        if let Some(body) = body {
-            ctx.status = resp.status.as_u16();
-            let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len());
-            resp.remove_header(&http::header::TRANSFER_ENCODING);
-            let sent = whole(session, ctx, resp, body).await;
-            if sent.is_ok() {
-                dispatch::release(gw, up, peer).await;
-            }
-            return sent;
-        }
         ctx.status = resp.status.as_u16();
+        let start = match body {
+            Body::Whole(body) => {
+                let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len());
+                resp.remove_header(&http::header::TRANSFER_ENCODING);
+                let sent = whole(session, ctx, resp, body).await;
+                if sent.is_ok() {
+                    dispatch::release(gw, up, peer).await;
+                }
+                return sent;
+            }
+            Body::Begun(start) => Some(start),
+            Body::Stream => None,
+        };
         is_sse = resp
             .headers
             .get(http::header::CONTENT_TYPE)
@@ -196,6 +170,9 @@ pub(super) async fn relay(
             .write_response_header(resp, false)
             .await
             .map_err(|_| GatewayError::ClientGone)?;
+        if let Some(start) = start {
+            relay::write(session, ctx, start).await?;
+        }
         tokio::time::timeout_at(
             total,
             relay::body(
@@ -210,6 +187,15 @@ pub(super) async fn relay(
         )
         .await
     } else {
+        let body = match body {
+            Body::Stream => None,
+            Body::Whole(b) => Some(b),
+            Body::Begun(_) => {
+                return Err(GatewayError::Internal(
+                    "a translated body must be whole".into(),
+                ))
+            }
+        };
         let relay =
             transcode::Relay {
                 provider,

@@ -12,7 +12,7 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use sluice_providers::Format;
 
-use super::answer::{self, read_whole, relay_rest, total_timeout, upstream_error_response, Read};
+use super::answer::{self, read_whole, total_timeout, upstream_error_response, Body, Read};
 use super::dispatch;
 use super::relay::client_gone;
 use super::transcode;
@@ -159,7 +159,7 @@ pub async fn run(
             Ok(p) => p,
             // This target cannot take the request (its format cannot express
             // it, a strict provider): another target of the pool may.
-            Err(e) if untried_left(&model, cur.tried) => {
+            Err(e) if model.untried_left(cur.tried) => {
                 last = Some(Failure::Error(e));
                 continue;
             }
@@ -239,8 +239,18 @@ pub async fn run(
         if (200..300).contains(&status) {
             if input.stream {
                 // A stream is committed at its head.
-                return answer::relay(gw, session, ctx, &first, target, up, &peer, prepared, None)
-                    .await;
+                return answer::relay(
+                    gw,
+                    session,
+                    ctx,
+                    &first,
+                    target,
+                    up,
+                    &peer,
+                    prepared,
+                    Body::Stream,
+                )
+                .await;
             }
             // A whole body before the head goes out: an upstream that dies
             // mid-body is retried instead of cutting the client off. Past the
@@ -251,14 +261,18 @@ pub async fn run(
                 .unwrap_or_else(|_| Err(total_timeout(target)));
             match read {
                 Ok(Read::Whole(body)) => {
-                    let body = Some(body);
+                    let body = Body::Whole(body);
                     return answer::relay(
                         gw, session, ctx, &first, target, up, &peer, prepared, body,
                     )
                     .await;
                 }
                 Ok(Read::Over(start)) if prepared.plan == Plan::Passthrough => {
-                    return relay_rest(gw, session, ctx, target, up, &peer, start).await;
+                    let body = Body::Begun(start);
+                    return answer::relay(
+                        gw, session, ctx, &first, target, up, &peer, prepared, body,
+                    )
+                    .await;
                 }
                 Ok(Read::Over(_)) => {
                     up.shutdown().await;
@@ -328,7 +342,7 @@ async fn next_try(
 ) -> Result<bool, GatewayError> {
     if cur.more_here() {
         // Straight to an untried target; the same one again after a backoff.
-        if !untried_left(&cur.model, cur.tried) {
+        if !cur.model.untried_left(cur.tried) {
             let delay = cur.model.retry.delay(cur.on_model);
             if Instant::now() + delay >= cur.deadline {
                 return Ok(cur.fall_back(gw, ctx));
@@ -338,16 +352,6 @@ async fn next_try(
         return Ok(true);
     }
     Ok(cur.has_fallback() && cur.fall_back(gw, ctx))
-}
-
-fn untried_left(model: &Model, tried: Tried) -> bool {
-    let now = now_ms();
-    model.targets.iter().enumerate().any(|(i, t)| {
-        tried & (1 << i) == 0
-            && t.provider.unavailable.is_none()
-            && t.health.eligible(now)
-            && t.health.cooling(now).is_none()
-    })
 }
 
 async fn pause(session: &mut Session, d: Duration) -> Result<(), GatewayError> {
@@ -383,33 +387,7 @@ async fn give_up(
             ctx.target = Some(target);
             upstream_error_response(session, ctx, &model, target, &head, body).await
         }
-        None => Err(no_target(model, why)),
-    }
-}
-
-fn no_target(model: &Model, why: NoTarget) -> GatewayError {
-    match why {
-        NoTarget::Unavailable(reasons) => {
-            GatewayError::ModelUnavailable(format!("Model '{}' is unavailable: {reasons}", model.name))
-        }
-        NoTarget::Open { retry_ms } => GatewayError::NoTarget {
-            message: format!(
-                "Every upstream of model '{}' is failing and has been taken out of rotation; retry later",
-                model.name
-            ),
-            retry_after: retry_ms.div_ceil(1000).max(1),
-        },
-        NoTarget::Cooling { wait_ms } => GatewayError::NoTarget {
-            message: format!(
-                "Every upstream of model '{}' asked for a pause (rate limited); retry later",
-                model.name
-            ),
-            retry_after: wait_ms.div_ceil(1000).max(1),
-        },
-        NoTarget::Busy => GatewayError::NoTarget {
-            message: format!("Every upstream of model '{}' is at capacity", model.name),
-            retry_after: 1,
-        },
+        None => Err(why.into_error(&model.name)),
     }
 }
 

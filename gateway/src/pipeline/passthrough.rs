@@ -16,7 +16,7 @@ use super::{respond, RequestCtx};
 use crate::errors::GatewayError;
 use crate::routing::health::{now_ms, InFlight};
 use crate::routing::retry::retryable_status;
-use crate::routing::{NoTarget, Tried};
+use crate::routing::Tried;
 use crate::snapshot::{PassRoute, Target};
 use crate::upstream::never_forward;
 
@@ -64,31 +64,7 @@ pub async fn peer(ctx: &mut RequestCtx) -> pingora::Result<Box<HttpPeer>> {
     let (i, guard) = match pool.select(pass.tried) {
         Ok(picked) => picked,
         Err(why) => {
-            let (message, retry_after) = match why {
-                NoTarget::Unavailable(r) => (
-                    format!("Passthrough '{}' is unavailable: {r}", pool.name),
-                    30,
-                ),
-                NoTarget::Open { retry_ms } => (
-                    format!(
-                        "Every provider of passthrough '{}' is failing; retry later",
-                        pool.name
-                    ),
-                    retry_ms.div_ceil(1000).max(1),
-                ),
-                NoTarget::Cooling { wait_ms } => (
-                    format!(
-                        "Every provider of passthrough '{}' asked for a pause",
-                        pool.name
-                    ),
-                    wait_ms.div_ceil(1000).max(1),
-                ),
-                NoTarget::Busy => (format!("Passthrough '{}' is at capacity", pool.name), 1),
-            };
-            ctx.error = Some(GatewayError::NoTarget {
-                message,
-                retry_after,
-            });
+            ctx.error = Some(why.into_error(&pool.name));
             return Err(Error::explain(
                 ErrorType::HTTPStatus(503),
                 "no healthy provider",

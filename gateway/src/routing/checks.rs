@@ -59,11 +59,7 @@ impl BackgroundService for HealthChecks {
 /// Every provider that some pool uses, once.
 fn providers(snapshot: &Snapshot) -> Vec<Arc<Provider>> {
     let mut out: Vec<Arc<Provider>> = Vec::new();
-    let pools = snapshot
-        .models
-        .values()
-        .chain(snapshot.passthrough.iter().map(|r| &r.pool));
-    for t in pools.flat_map(|m| m.targets.iter()) {
+    for t in snapshot.pools().flat_map(|(_, m)| m.targets.iter()) {
         if !out.iter().any(|p| Arc::ptr_eq(p, &t.provider)) {
             out.push(t.provider.clone());
         }
@@ -73,11 +69,7 @@ fn providers(snapshot: &Snapshot) -> Vec<Arc<Provider>> {
 
 fn apply(snapshot: &Snapshot, provider: &Arc<Provider>, passed: bool) {
     let now = now_ms();
-    let pools = snapshot
-        .models
-        .values()
-        .chain(snapshot.passthrough.iter().map(|r| &r.pool));
-    for t in pools.flat_map(|m| m.targets.iter()) {
+    for t in snapshot.pools().flat_map(|(_, m)| m.targets.iter()) {
         if Arc::ptr_eq(&t.provider, provider) {
             if passed {
                 t.health.check_passed();

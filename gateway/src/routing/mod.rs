@@ -10,6 +10,7 @@ pub mod stats;
 
 use health::{now_ms, InFlight};
 
+use crate::errors::GatewayError;
 use crate::snapshot::{Model, Target};
 
 /// Why a pool has no target to offer right now.
@@ -25,10 +26,52 @@ pub enum NoTarget {
     Unavailable(String),
 }
 
+impl NoTarget {
+    /// The client's answer when `pool` (a model, or a passthrough prefix)
+    /// has no target to offer.
+    pub fn into_error(self, pool: &str) -> GatewayError {
+        let secs = |ms: u64| ms.div_ceil(1000).max(1);
+        match self {
+            NoTarget::Unavailable(reasons) => {
+                GatewayError::ModelUnavailable(format!("'{pool}' is unavailable: {reasons}"))
+            }
+            NoTarget::Open { retry_ms } => GatewayError::NoTarget {
+                message: format!(
+                    "Every upstream of '{pool}' is failing and has been taken out of rotation; retry later"
+                ),
+                retry_after: secs(retry_ms),
+            },
+            NoTarget::Cooling { wait_ms } => GatewayError::NoTarget {
+                message: format!(
+                    "Every upstream of '{pool}' asked for a pause (rate limited); retry later"
+                ),
+                retry_after: secs(wait_ms),
+            },
+            NoTarget::Busy => GatewayError::NoTarget {
+                message: format!("Every upstream of '{pool}' is at capacity"),
+                retry_after: 1,
+            },
+        }
+    }
+}
+
 /// Bit set of target indexes (pools hold at most 64 targets).
 pub type Tried = u64;
 
 pub const MAX_TARGETS: usize = 64;
+
+impl Target {
+    /// Whether this target may take a new request now (breaker, pause,
+    /// capacity and credentials permitting).
+    fn usable(&self, now: u64) -> bool {
+        self.provider.unavailable.is_none()
+            && self.health.cooling(now).is_none()
+            && self.health.eligible(now)
+            && self
+                .max_in_flight
+                .is_none_or(|m| self.health.in_flight() < m)
+    }
+}
 
 impl Model {
     /// Picks a target for one attempt, preferring targets this request has
@@ -39,15 +82,8 @@ impl Model {
         let mut refused: Tried = 0;
         for avoid in [tried, 0] {
             loop {
-                let usable = |i: usize| {
-                    let t = &self.targets[i];
-                    let bit = 1u64 << i;
-                    (avoid | refused) & bit == 0
-                        && t.provider.unavailable.is_none()
-                        && t.health.cooling(now).is_none()
-                        && t.health.eligible(now)
-                        && t.max_in_flight.is_none_or(|m| t.health.in_flight() < m)
-                };
+                let usable =
+                    |i: usize| (avoid | refused) & (1u64 << i) == 0 && self.targets[i].usable(now);
                 let Some(i) = self
                     .balancer
                     .pick(|i| &*self.targets[i].health, now, usable)
@@ -62,6 +98,12 @@ impl Model {
             }
         }
         Err(self.why_none(now))
+    }
+
+    /// Whether a target this request has not tried could take it now.
+    pub fn untried_left(&self, tried: Tried) -> bool {
+        let now = now_ms();
+        (0..self.targets.len()).any(|i| tried & (1u64 << i) == 0 && self.targets[i].usable(now))
     }
 
     fn why_none(&self, now: u64) -> NoTarget {

@@ -113,13 +113,7 @@ impl RoutingMetrics {
     /// Copies every target's health into the gauges.
     pub fn refresh(&self, snapshot: &Snapshot) {
         let now = now_ms();
-        let pools = snapshot.models.iter().map(|(n, m)| (n.as_str(), m)).chain(
-            snapshot
-                .passthrough
-                .iter()
-                .map(|r| (r.prefix.as_str(), &r.pool)),
-        );
-        for (name, model) in pools {
+        for (name, model) in snapshot.pools() {
             for t in &model.targets {
                 let l = [name, t.label.as_str()];
                 let h = &t.health;
