@@ -11,6 +11,7 @@ BODY=perf/scenarios/chat-1k.json
 targets() { for i in $(seq 1 "$1"); do printf '{ provider: mock, model: m%s }, ' "$i"; done; }
 cat > "$CFG" <<YAML
 server: { listen: 127.0.0.1:$GW, admin_listen: 127.0.0.1:$ADMIN, threads: 1, access_log: false }
+auth: none
 providers:
   mock: { kind: openai_compatible, base_url: http://127.0.0.1:$MOCK/v1 }
 models:

@@ -9,6 +9,7 @@ DUR=${1:-10s}; CONNS=${2:-32}; REPS=${3:-3}; BODY=${4:-perf/scenarios/chat-1k.js
 . perf/setup.sh
 cat > "$CFG" <<YAML
 server: { listen: 127.0.0.1:$GW, admin_listen: 127.0.0.1:$ADMIN, threads: 1, access_log: false }
+auth: none
 providers:
   mock: { kind: openai_compatible, base_url: http://127.0.0.1:$MOCK/v1 }
 models:

@@ -49,6 +49,15 @@ fn default_chars_per_token() -> f64 {
     4.0
 }
 
+impl Default for TokenCountConfig {
+    fn default() -> Self {
+        TokenCountConfig {
+            on_disconnect: OnDisconnect::default(),
+            chars_per_token: default_chars_per_token(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum PiiAction {

@@ -80,6 +80,7 @@ fn rules(c: &mut Criterion) {
                 headers: &headers,
                 request: Some(black_box(&req)),
                 count_tokens: &count,
+                caller: None,
             })
         })
     });

@@ -14,6 +14,38 @@ use crate::snapshot::Snapshot;
 pub struct Admin {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub metrics: Arc<Metrics>,
+    pub governance: Arc<crate::govern::Governance>,
+}
+
+/// Largest admin request body.
+const MAX_BODY: usize = 1 << 20;
+
+async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, Response<Vec<u8>>> {
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) if body.len() + chunk.len() <= MAX_BODY => {
+                body.extend_from_slice(&chunk)
+            }
+            Ok(Some(_)) => {
+                return Err(json_reply(
+                    413,
+                    serde_json::json!({"error": {"message": "body larger than 1 MiB", "type": "invalid_request_error"}}),
+                ))
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => {
+                return Err(json_reply(
+                    400,
+                    serde_json::json!({"error": {"message": format!("cannot read the body: {e}"), "type": "invalid_request_error"}}),
+                ))
+            }
+        }
+    }
+}
+
+fn json_reply(status: u16, v: serde_json::Value) -> Response<Vec<u8>> {
+    reply(status, "application/json", v.to_string().into_bytes())
 }
 
 fn reply(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -30,6 +62,30 @@ fn reply(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
 }
 
 impl Admin {
+    /// Keys, tenants and usage: only with `Authorization: Bearer <admin_token>`.
+    async fn governance_api(&self, session: &mut ServerSession, path: &str) -> Response<Vec<u8>> {
+        let body = match read_body(session).await {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        let req = session.req_header();
+        if !self.governance.is_admin(&req.headers) {
+            return json_reply(
+                401,
+                serde_json::json!({"error": {"message": "admin API: send 'Authorization: Bearer <auth.admin_token>' (no admin_token configured disables it)", "type": "authentication_error"}}),
+            );
+        }
+        let method = req.method.as_str().to_string();
+        let query = req.uri.query().unwrap_or("").to_string();
+        match self.governance.admin(&method, path, &query, &body) {
+            Some((status, v)) => json_reply(status, v),
+            None => json_reply(
+                404,
+                serde_json::json!({"error": {"message": "not found", "type": "invalid_request_error"}}),
+            ),
+        }
+    }
+
     fn readyz(&self) -> Response<Vec<u8>> {
         let snap = self.snapshot.load();
         let available = snap.models.len() - snap.unavailable.len();
@@ -54,8 +110,11 @@ impl Admin {
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let _ = session.drain_request_body().await;
         let path = session.req_header().uri.path().to_string();
+        if path.starts_with("/admin/") && path != "/admin/upstreams" {
+            return self.governance_api(session, &path).await;
+        }
+        let _ = session.drain_request_body().await;
         match path.as_str() {
             "/healthz" => reply(200, "application/json", b"{\"status\":\"ok\"}".to_vec()),
             "/readyz" => self.readyz(),

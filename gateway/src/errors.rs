@@ -36,6 +36,20 @@ pub enum GatewayError {
     ClientGone,
     #[error("Internal error: {0}")]
     Internal(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    /// A request, token or concurrency limit; `kind` is `requests` or `tokens`.
+    #[error("{message}")]
+    RateLimited {
+        kind: &'static str,
+        message: String,
+        retry_after: u64,
+    },
+    /// A hard budget would be exceeded.
+    #[error("{0}")]
+    BudgetExceeded(String),
     /// A filter refused the request (PII block, guardrail, input limit).
     #[error("{message}")]
     Rejected {
@@ -69,13 +83,19 @@ impl GatewayError {
             GatewayError::ClientGone => 499,
             GatewayError::Internal(_) => 500,
             GatewayError::Rejected { status, .. } => *status,
+            GatewayError::Unauthorized(_) => 401,
+            // Not 429: SDKs retry those, and an exhausted budget stays exhausted.
+            GatewayError::BudgetExceeded(_) => 402,
+            GatewayError::Forbidden(_) => 403,
+            GatewayError::RateLimited { .. } => 429,
         }
     }
 
     /// Seconds a client should wait before trying again, when known.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            GatewayError::NoTarget { retry_after, .. } => Some(*retry_after),
+            GatewayError::NoTarget { retry_after, .. }
+            | GatewayError::RateLimited { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
@@ -96,6 +116,11 @@ impl GatewayError {
             GatewayError::ClientGone => "client_gone",
             GatewayError::Internal(_) => "internal",
             GatewayError::Rejected { reason, .. } => reason,
+            GatewayError::Unauthorized(_) => "unauthorized",
+            GatewayError::Forbidden(_) => "forbidden",
+            GatewayError::RateLimited { kind: "tokens", .. } => "rate_limited_tokens",
+            GatewayError::RateLimited { .. } => "rate_limited_requests",
+            GatewayError::BudgetExceeded(_) => "budget_exceeded",
         }
     }
 
@@ -117,6 +142,10 @@ impl GatewayError {
             GatewayError::UpstreamTimeout { .. } => ("server_error", Some("upstream_timeout")),
             GatewayError::ClientGone | GatewayError::Internal(_) => ("server_error", None),
             GatewayError::Rejected { reason, .. } => ("invalid_request_error", Some(*reason)),
+            GatewayError::Unauthorized(_) => ("invalid_request_error", Some("invalid_api_key")),
+            GatewayError::Forbidden(_) => ("invalid_request_error", Some("model_not_allowed")),
+            GatewayError::RateLimited { kind, .. } => (kind, Some("rate_limit_exceeded")),
+            GatewayError::BudgetExceeded(_) => ("insufficient_quota", Some("insufficient_quota")),
         }
     }
 

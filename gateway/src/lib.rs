@@ -4,6 +4,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod errors;
+pub mod govern;
 pub mod metrics;
 pub mod mock_service;
 pub mod pipeline;

@@ -70,6 +70,8 @@ pub fn run(source: Source, overrides: Overrides) -> Result<(), String> {
     for (model, why) in &snapshot.unavailable {
         tracing::warn!("model '{model}' unavailable: {why}");
     }
+    let governance = snapshot.governance.clone();
+    crate::govern::service::restore(&governance, raw.usage_log.as_ref())?;
     let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
 
     let s = &raw.server;
@@ -112,6 +114,7 @@ pub fn run(source: Source, overrides: Overrides) -> Result<(), String> {
         Admin {
             snapshot,
             metrics: metrics.clone(),
+            governance: governance.clone(),
         },
     );
     admin.add_tcp(&s.admin_listen);
@@ -122,6 +125,15 @@ pub fn run(source: Source, overrides: Overrides) -> Result<(), String> {
     server.add_service(GenBackgroundService::new(
         "health-checks".to_string(),
         Arc::new(checks),
+    ));
+    server.add_service(GenBackgroundService::new(
+        "governance".to_string(),
+        Arc::new(crate::govern::service::GovernanceService {
+            governance,
+            connector: Arc::new(Connector::new(Some(ConnectorOptions::from_server_conf(
+                &conf,
+            )))),
+        }),
     ));
     for (name, mock) in mocks {
         server.add_service(GenBackgroundService::new(

@@ -29,6 +29,9 @@ pub struct Snapshot {
     pub model_names: String,
     /// Models that cannot serve, with the reason (shown by /readyz).
     pub unavailable: BTreeMap<String, String>,
+    /// Keys, limits, budgets and usage records. Holds live counters: a
+    /// reload must carry it over, not rebuild it.
+    pub governance: Arc<crate::govern::Governance>,
 }
 
 pub struct Model {

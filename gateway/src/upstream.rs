@@ -305,7 +305,7 @@ impl Provider {
         let codec = self.format.codec();
         match endpoint {
             Endpoint::Completions => format!("{base}/completions"),
-            Endpoint::Models => format!("{base}/models"),
+            Endpoint::Models | Endpoint::KeyInfo => format!("{base}/models"),
             Endpoint::CountTokens => format!("{base}/v1/messages/count_tokens"),
             Endpoint::Embeddings => {
                 format!(

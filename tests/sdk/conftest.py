@@ -15,6 +15,7 @@ server:
   admin_listen: 127.0.0.1:{admin}
   threads: 1
   access_log: false
+auth: none
 providers:
   demo:
     kind: mock
@@ -91,6 +92,7 @@ server:
   admin_listen: 127.0.0.1:{admin}
   threads: 1
   access_log: false
+auth: none
 providers:
   up_openai:
     kind: openai_compatible

@@ -54,7 +54,18 @@ pub fn compile(
         }
     }
 
-    let (models, unavailable) = super::models::compile_models(raw, &providers, metrics, &mut p);
+    let governance = match crate::govern::Governance::compile(raw, &metrics.registry) {
+        Ok(g) => Some(g),
+        Err(problems) => {
+            for (path, message) in problems {
+                p.add(path, message);
+            }
+            None
+        }
+    };
+    let count_tokens = governance.as_ref().is_some_and(|g| g.counts_tokens);
+    let (models, unavailable) =
+        super::models::compile_models(raw, &providers, metrics, count_tokens, &mut p);
     let passthrough = super::models::compile_passthrough(raw, &providers, metrics, &mut p);
     let names: Vec<&str> = raw.models.keys().map(String::as_str).collect();
     let (routes, problems) = Routes::compile(&raw.routes, &names);
@@ -62,12 +73,12 @@ pub fn compile(
         p.add(path, message);
     }
 
-    if !p.list.is_empty() {
+    let Some(governance) = governance.filter(|_| p.list.is_empty()) else {
         return Err(ConfigError {
             file: src.name.clone(),
             problems: p.list,
         });
-    }
+    };
     let mut names: Vec<&String> = raw.models.keys().collect();
     names.sort();
     let data: Vec<serde_json::Value> = names
@@ -90,6 +101,7 @@ pub fn compile(
             .collect::<Vec<_>>()
             .join(", "),
         unavailable,
+        governance: Arc::new(governance),
     })
 }
 

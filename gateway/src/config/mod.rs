@@ -3,6 +3,7 @@
 //! reported with file, line, column, field path and a hint.
 
 mod compile;
+pub mod governance;
 mod locate;
 mod models;
 pub mod schema;

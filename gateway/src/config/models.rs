@@ -20,6 +20,7 @@ pub(super) fn compile_models(
     raw: &RawConfig,
     providers: &HashMap<&str, Arc<Provider>>,
     metrics: &Metrics,
+    count_tokens: bool,
     p: &mut Problems<'_>,
 ) -> (HashMap<String, Arc<Model>>, BTreeMap<String, String>) {
     let known_providers = raw.providers.keys().cloned().collect::<Vec<_>>().join(", ");
@@ -103,10 +104,14 @@ pub(super) fn compile_models(
                 .collect();
             unavailable.insert(name.clone(), reasons.join("; "));
         }
-        let (fpath, cfg) = match &section.filters {
+        let (fpath, mut cfg) = match &section.filters {
             Some(f) => (format!("{path}.filters"), raw.filters.merge(f)),
             None => ("filters".to_string(), raw.filters.clone()),
         };
+        if count_tokens && cfg.token_count.is_none() {
+            // Limits, budgets and usage records need every request's usage.
+            cfg.token_count = Some(sluice_filters::config::TokenCountConfig::default());
+        }
         let filters = match sluice_filters::Chain::compile(&cfg) {
             Ok(c) => c,
             Err(e) => {

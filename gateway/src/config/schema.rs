@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+pub use super::governance::*;
 use super::secret::SecretRef;
 use super::units::{Dur, Size};
 
@@ -27,6 +28,24 @@ pub struct RawConfig {
     /// batches, audio, fine-tuning: whatever Sluice does not translate).
     #[serde(default)]
     pub passthrough: Vec<PassthroughSection>,
+    /// Who may call: `none` (explicit), keys, JWT or either.
+    #[serde(default)]
+    pub auth: AuthSection,
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantSection>,
+    #[serde(default)]
+    pub keys: Vec<KeySection>,
+    /// Global and per-model limits; per-tenant and per-key ones sit with them.
+    #[serde(default)]
+    pub limits: GlobalLimits,
+    /// USD per million tokens by public model name, over the shipped table.
+    #[serde(default)]
+    pub prices: BTreeMap<String, PriceSection>,
+    /// Where keys, limits and spend live: this process, or Redis.
+    #[serde(default)]
+    pub store: StoreSection,
+    /// One JSON line per request; needed for budgets to survive a restart.
+    pub usage_log: Option<UsageLogSection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,6 +103,14 @@ pub struct WhenSection {
     /// The request offers tools / carries images (true), or does not (false).
     pub has_tools: Option<bool>,
     pub has_images: Option<bool>,
+    /// The caller's tenant (exact, or a glob).
+    pub tenant: Option<String>,
+    /// The caller's key id (exact, or a glob).
+    pub key: Option<String>,
+    /// Labels of the caller's key (falling back to its tenant's) and the
+    /// values (exact, or globs) they must have.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq)]

@@ -113,6 +113,7 @@ pub fn target_headers(resp: &mut ResponseHeader, ctx: &RequestCtx) {
         let _ = resp.insert_header("x-sluice-target", l);
     }
     let _ = resp.insert_header("x-sluice-attempts", ctx.attempts);
+    super::admit::headers(resp, ctx);
 }
 
 /// What of a 2xx body was read before the head goes out.

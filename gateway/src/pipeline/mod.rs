@@ -2,6 +2,7 @@
 //! `request_filter` so bodies of any size work (see DESIGN: the 64 KiB
 //! retry-buffer trap). One file per stage.
 
+mod admit;
 mod answer;
 mod attempt;
 mod dispatch;
@@ -48,6 +49,11 @@ pub struct RequestCtx {
     pub filters: Option<sluice_filters::ChainRun>,
     /// Set when a passthrough route serves the request.
     pub pass: Option<passthrough::PassCtx>,
+    /// Set when governance is on: the response header and usage record carry it.
+    pub request_id: Option<String>,
+    pub caller: Option<crate::govern::Caller>,
+    /// The request's reservation, settled once by `record`.
+    pub ticket: Option<crate::govern::admit::Ticket>,
     _in_flight: InFlight,
 }
 
@@ -81,6 +87,9 @@ impl RequestCtx {
             mid_stream_error: false,
             filters: None,
             pass: None,
+            request_id: None,
+            caller: None,
+            ticket: None,
             _in_flight: InFlight(in_flight.clone()),
         }
     }
@@ -94,9 +103,21 @@ pub async fn handle(
     ctx: &mut RequestCtx,
 ) -> pingora::Result<bool> {
     session.set_keepalive(Some(60));
-    if passthrough::claim(session, ctx) {
+    let admitted = match admit::caller(session, ctx) {
+        Ok(()) => passthrough::claim(session, ctx),
+        Err(e) => Err(e),
+    };
+    match admitted {
         // Pingora's own proxy flow takes it from here.
-        return Ok(false);
+        Ok(true) => return Ok(false),
+        Ok(false) => {}
+        Err(err) => {
+            ctx.inbound = Endpoint::format_of_path(session.req_header().uri.path());
+            ctx.status = err.status();
+            respond::error(session, &err, ctx).await;
+            ctx.error = Some(err);
+            return Ok(true);
+        }
     }
     // The disconnect watch reads one byte when the request is done; with
     // pipelining on, a byte of the client's next request is kept for it
@@ -109,7 +130,7 @@ pub async fn handle(
     let started = session.response_written().is_some();
     if !started && !matches!(err, GatewayError::ClientGone) {
         ctx.status = err.status();
-        respond::error(session, &err, ctx.inbound).await;
+        respond::error(session, &err, ctx).await;
     }
     let cut_short = started && !ctx.mid_stream_error && !matches!(err, GatewayError::ClientGone);
     if matches!(err, GatewayError::ClientGone) {
@@ -137,16 +158,34 @@ async fn serve(
     let endpoint = read::endpoint(&req.method, req.uri.path())?;
     ctx.endpoint = Some(endpoint);
     let snapshot = ctx.snapshot.clone();
-    if endpoint == Endpoint::Models {
-        ctx.status = 200;
-        return respond::json(session, 200, snapshot.models_json.clone()).await;
+    match endpoint {
+        Endpoint::Models => {
+            ctx.status = 200;
+            let body = match &ctx.caller {
+                Some(c) => models_for(&snapshot, c),
+                None => snapshot.models_json.clone(),
+            };
+            return respond::json(session, 200, body, ctx).await;
+        }
+        Endpoint::KeyInfo => {
+            let Some(c) = &ctx.caller else {
+                return Err(GatewayError::NotFound(
+                    "authentication is off: there is no key to describe".into(),
+                ));
+            };
+            ctx.status = 200;
+            let body = snapshot.governance.key_info(c);
+            return respond::json(session, 200, body, ctx).await;
+        }
+        _ => {}
     }
     let body = read::body(session, snapshot.max_request_body).await?;
     let probe = probe::probe(endpoint, &body)?;
     ctx.stream = probe.stream;
     let mut input = translate::Input::new(endpoint, body.clone(), &probe);
     let requested = probe.model.clone();
-    let name = route(&snapshot, session, &requested, &mut input)?;
+    admit::model_allowed(ctx, &requested)?;
+    let name = route(&snapshot, session, ctx, &requested, &mut input)?;
     let model =
         snapshot
             .models
@@ -165,8 +204,9 @@ async fn serve(
     {
         ctx.status = 200;
         let out = translate::count_tokens(&body)?;
-        return respond::json(session, 200, out).await;
+        return respond::json(session, 200, out, ctx).await;
     }
+    admit::reserve(ctx, &model, body.len(), probe.max_tokens)?;
     attempt::run(gw, session, ctx, &mut input, model).await
 }
 
@@ -175,6 +215,7 @@ async fn serve(
 fn route<'a>(
     snapshot: &'a Snapshot,
     session: &Session,
+    ctx: &RequestCtx,
     requested: &'a str,
     input: &mut translate::Input,
 ) -> Result<std::borrow::Cow<'a, str>, GatewayError> {
@@ -195,6 +236,24 @@ fn route<'a>(
         headers: &session.req_header().headers,
         request,
         count_tokens: &count,
+        caller: ctx.caller.as_ref(),
     });
     Ok(picked.map_or(requested.into(), |m| m.to_string().into()))
+}
+
+/// `GET /v1/models` as the caller sees it: only the models it may use.
+fn models_for(snapshot: &Snapshot, caller: &crate::govern::Caller) -> bytes::Bytes {
+    let mut names: Vec<&String> = snapshot
+        .models
+        .keys()
+        .filter(|n| caller.allows_model(n))
+        .collect();
+    names.sort();
+    let data: Vec<serde_json::Value> = names
+        .iter()
+        .map(
+            |n| serde_json::json!({"id": n, "object": "model", "created": 0, "owned_by": "sluice"}),
+        )
+        .collect();
+    bytes::Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string())
 }

@@ -32,25 +32,29 @@ pub struct PassCtx {
 }
 
 /// Claims the request for a passthrough route when its path has the prefix.
-pub fn claim(session: &Session, ctx: &mut RequestCtx) -> bool {
+/// Takes the request when a passthrough route's prefix starts its path;
+/// only request limits apply to it (its body is never read).
+pub fn claim(session: &Session, ctx: &mut RequestCtx) -> Result<bool, GatewayError> {
     let Some(route) = ctx
         .snapshot
         .passthrough_for(session.req_header().uri.path())
+        .cloned()
     else {
-        return false;
+        return Ok(false);
     };
+    super::admit::reserve(ctx, &route.pool, 0, Some(0))?;
     ctx.model = Some(route.pool.clone());
     ctx.pass = Some(PassCtx {
-        route: route.clone(),
+        route,
         current: None,
         tried: 0,
         sent_at: None,
         body_bytes: 0,
     });
-    true
+    Ok(true)
 }
 
-fn target(ctx: &RequestCtx) -> Option<&Target> {
+pub fn target(ctx: &RequestCtx) -> Option<&Target> {
     let p = ctx.pass.as_ref()?;
     let (i, _) = p.current.as_ref()?;
     p.route.pool.targets.get(*i)
@@ -243,6 +247,7 @@ pub fn response(ctx: &mut RequestCtx, resp: &mut ResponseHeader) {
         let _ = resp.insert_header("x-sluice-target", t.label.as_str());
     }
     let _ = resp.insert_header("x-sluice-attempts", ctx.attempts);
+    super::admit::headers(resp, ctx);
 }
 
 /// A connect failure: counted against the provider, and retried on another
@@ -290,7 +295,7 @@ pub async fn fail(session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> Fai
     let code = if matches!(err, GatewayError::ClientGone) || session.response_written().is_some() {
         0
     } else {
-        respond::error(session, &err, sluice_providers::Format::OpenAi).await;
+        respond::error(session, &err, ctx).await;
         err.status()
     };
     if code != 0 || ctx.status == 0 {

@@ -19,6 +19,9 @@ pub struct Probe<'a> {
     /// Byte range of the `model` value (with its quotes) in the body.
     pub model_span: Range<usize>,
     pub stream: bool,
+    /// `max_completion_tokens`, else `max_tokens`, when a number (else the
+    /// upstream judges it).
+    pub max_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -33,6 +36,10 @@ struct Fields<'a> {
     prompt: Option<&'a RawValue>,
     #[serde(borrow)]
     input: Option<&'a RawValue>,
+    #[serde(borrow)]
+    max_tokens: Option<&'a RawValue>,
+    #[serde(borrow)]
+    max_completion_tokens: Option<&'a RawValue>,
 }
 
 fn stream_flag<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
@@ -148,10 +155,12 @@ pub fn probe(endpoint: Endpoint, body: &[u8]) -> Result<Probe<'_>, GatewayError>
             "'stream' is not supported on this endpoint".into(),
         ));
     }
+    let number = |v: Option<&RawValue>| v.and_then(|v| v.get().parse::<u64>().ok());
     Ok(Probe {
         model,
         model_span,
         stream,
+        max_tokens: number(f.max_completion_tokens).or(number(f.max_tokens)),
     })
 }
 

@@ -15,6 +15,8 @@ pub enum Endpoint {
     /// Anthropic Messages inbound.
     Messages,
     CountTokens,
+    /// The caller's own key, limits and budget.
+    KeyInfo,
 }
 
 impl Endpoint {
@@ -52,6 +54,7 @@ pub fn endpoint(method: &http::Method, path: &str) -> Result<Endpoint, GatewayEr
         "/v1/models" => (Endpoint::Models, "GET"),
         "/v1/messages" => (Endpoint::Messages, "POST"),
         "/v1/messages/count_tokens" => (Endpoint::CountTokens, "POST"),
+        "/v1/key/info" => (Endpoint::KeyInfo, "GET"),
         _ => {
             return Err(GatewayError::NotFound(format!(
                 "Unknown request URL: {path}"

@@ -4,7 +4,8 @@
 use super::RequestCtx;
 use crate::metrics::Metrics;
 
-pub fn record(metrics: &Metrics, method: &str, path: &str, ctx: &RequestCtx) {
+pub fn record(metrics: &Metrics, method: &str, path: &str, ctx: &mut RequestCtx) {
+    settle(ctx);
     let elapsed = ctx.start.elapsed();
     let target = ctx
         .model
@@ -59,5 +60,61 @@ pub fn record(metrics: &Metrics, method: &str, path: &str, ctx: &RequestCtx) {
             completion_tokens = usage.map(|u| u.completion_tokens),
             error = error.as_str(),
         );
+    }
+}
+
+/// Settles the request's reservation with its usage and writes its usage record.
+fn settle(ctx: &mut RequestCtx) {
+    let Some(id) = ctx.request_id.take() else {
+        return;
+    };
+    let gov = ctx.snapshot.governance.clone();
+    let usage = ctx.filters.as_ref().and_then(|f| f.cx.usage);
+    // Not sent upstream (refused, bad input): nothing was used.
+    let usage = usage.filter(|_| ctx.attempts > 0 || ctx.pass.is_some());
+    let Some(mut ticket) = ctx.ticket.take() else {
+        // Refused before admission (401s are not recorded: no one to charge).
+        if ctx.caller.is_some() {
+            write(&gov, ctx, &id, None, 0);
+        }
+        return;
+    };
+    let cost = gov.settle(ctx.caller.as_ref(), &mut ticket, usage.as_ref());
+    write(&gov, ctx, &id, usage, cost);
+}
+
+fn write(
+    gov: &crate::govern::Governance,
+    ctx: &RequestCtx,
+    id: &str,
+    usage: Option<sluice_providers::Usage>,
+    cost: u64,
+) {
+    let Some(log) = gov.usage.get() else { return };
+    let target = ctx
+        .model
+        .as_ref()
+        .and_then(|m| ctx.target.and_then(|i| m.targets.get(i)))
+        .or_else(|| super::passthrough::target(ctx));
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    let u = usage.unwrap_or_default();
+    let mut r = super::admit::record(ctx, id);
+    r.model = ctx.model.as_ref().map(|m| m.name.clone());
+    r.provider = target.map(|t| t.provider.name.clone());
+    r.target = target.map(|t| t.label.clone());
+    r.status = ctx.status;
+    r.prompt_tokens = u.prompt_tokens;
+    r.completion_tokens = u.completion_tokens;
+    r.cached_tokens = u.cache_read_tokens;
+    r.cost_nano_usd = cost;
+    r.cost_usd = crate::govern::budget::nano_to_usd(cost);
+    r.latency_ms = ms(ctx.start.elapsed());
+    r.ttfb_ms = ctx.first_body_at.map(|t| ms(t - ctx.start));
+    r.upstream_ms = match (ctx.upstream_sent_at, ctx.upstream_head_at) {
+        (Some(s), Some(h)) => Some(ms(h - s)),
+        _ => None,
+    };
+    if let Err(e) = log.end(&r) {
+        gov.usage_failed(&e);
     }
 }

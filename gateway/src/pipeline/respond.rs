@@ -4,10 +4,16 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
+use super::RequestCtx;
 use crate::errors::GatewayError;
 
-pub async fn json(session: &mut Session, status: u16, body: Bytes) -> Result<(), GatewayError> {
-    json_with(session, status, body, None).await
+pub async fn json(
+    session: &mut Session,
+    status: u16,
+    body: Bytes,
+    ctx: &RequestCtx,
+) -> Result<(), GatewayError> {
+    json_with(session, status, body, None, ctx).await
 }
 
 async fn json_with(
@@ -15,6 +21,7 @@ async fn json_with(
     status: u16,
     body: Bytes,
     retry_after: Option<u64>,
+    ctx: &RequestCtx,
 ) -> Result<(), GatewayError> {
     let mut resp = ResponseHeader::build(status, Some(3))
         .map_err(|e| GatewayError::Internal(format!("response head: {e}")))?;
@@ -23,6 +30,7 @@ async fn json_with(
         let _ = resp.insert_header(http::header::RETRY_AFTER, s);
     }
     let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len());
+    super::admit::headers(&mut resp, ctx);
     session
         .write_response_header(Box::new(resp), false)
         .await
@@ -34,10 +42,11 @@ async fn json_with(
 }
 
 /// Renders `err` in the inbound API's error shape.
-pub async fn error(session: &mut Session, err: &GatewayError, format: sluice_providers::Format) {
+pub async fn error(session: &mut Session, err: &GatewayError, ctx: &RequestCtx) {
     if matches!(err, GatewayError::BodyTooLarge { .. }) {
         // The rest of the body may be unread: don't reuse this connection.
         session.set_keepalive(None);
     }
-    let _ = json_with(session, err.status(), err.body(format), err.retry_after()).await;
+    let body = err.body(ctx.inbound);
+    let _ = json_with(session, err.status(), body, err.retry_after(), ctx).await;
 }

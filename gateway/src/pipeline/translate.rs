@@ -219,9 +219,9 @@ impl Input {
                 provider.name,
                 provider.kind.as_str()
             ))),
-            Endpoint::Models | Endpoint::CountTokens => Err(GatewayError::Internal(
-                "endpoint has no upstream translation".into(),
-            )),
+            Endpoint::Models | Endpoint::CountTokens | Endpoint::KeyInfo => Err(
+                GatewayError::Internal("endpoint has no upstream translation".into()),
+            ),
         }
     }
 }

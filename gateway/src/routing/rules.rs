@@ -50,6 +50,9 @@ impl Glob {
 struct When {
     model: Option<Glob>,
     headers: Vec<(HeaderName, Glob)>,
+    tenant: Option<Glob>,
+    key: Option<Glob>,
+    metadata: Vec<(String, Glob)>,
     regex: Option<Regex>,
     keywords: Option<AhoCorasick>,
     scope: PromptScope,
@@ -99,6 +102,8 @@ pub struct RouteInput<'a> {
     pub request: Option<&'a ChatRequest>,
     /// Estimates prompt tokens of `request`, called at most once.
     pub count_tokens: &'a dyn Fn(&ChatRequest) -> u64,
+    /// The authenticated caller, if any.
+    pub caller: Option<&'a crate::govern::Caller>,
 }
 
 impl Routes {
@@ -167,6 +172,23 @@ impl Routes {
                     (_, Err(e)) => bad("when.header", e),
                 }
             }
+            let mut who =
+                |field: &str, v: &Option<String>| match v.as_deref().map(Glob::new).transpose() {
+                    Ok(g) => g,
+                    Err(e) => {
+                        bad(field, e);
+                        None
+                    }
+                };
+            let tenant = who("when.tenant", &w.tenant);
+            let key = who("when.key", &w.key);
+            let mut metadata = Vec::new();
+            for (name, value) in &w.metadata {
+                match Glob::new(value) {
+                    Ok(g) => metadata.push((name.clone(), g)),
+                    Err(e) => bad("when.metadata", e),
+                }
+            }
             let regex = match w.prompt_regex.as_deref().map(Regex::new).transpose() {
                 Ok(r) => r,
                 Err(e) => {
@@ -192,6 +214,9 @@ impl Routes {
             let when = When {
                 model,
                 headers,
+                tenant,
+                key,
+                metadata,
                 regex,
                 keywords,
                 scope: w.prompt_scope,
@@ -245,6 +270,22 @@ impl Routes {
 fn matches(w: &When, input: &RouteInput<'_>, tokens: &OnceCell<u64>) -> bool {
     if let Some(g) = &w.model {
         if !g.matches(input.model) {
+            return false;
+        }
+    }
+    if w.tenant.is_some() || w.key.is_some() || !w.metadata.is_empty() {
+        // Conditions on the caller never hold for anonymous requests.
+        let Some(c) = input.caller else {
+            return false;
+        };
+        if w.tenant
+            .as_ref()
+            .is_some_and(|g| !g.matches(&c.tenant.name))
+            || w.key.as_ref().is_some_and(|g| !g.matches(&c.subject))
+            || w.metadata
+                .iter()
+                .any(|(name, g)| !c.label(name).is_some_and(|v| g.matches(v)))
+        {
             return false;
         }
     }
@@ -347,6 +388,7 @@ mod tests {
             headers,
             request: r,
             count_tokens: &count,
+            caller: None,
         })
     }
 

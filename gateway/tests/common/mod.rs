@@ -63,8 +63,14 @@ impl Gateway {
         let server_extra = server_extra.replace("{port}", &extra_port.to_string());
         let path =
             std::env::temp_dir().join(format!("sluice-test-{}-{port}.yaml", std::process::id()));
+        // Tests not about governance run as on a trusted network.
+        let auth = if yaml.starts_with("auth:") || yaml.contains("\nauth:") {
+            ""
+        } else {
+            "auth: none\n"
+        };
         let text = format!(
-            "server:\n  listen: 127.0.0.1:{port}\n  admin_listen: 127.0.0.1:{admin_port}\n  threads: 2\n  grace_period: 10s\n  access_log: false\n{server_extra}{yaml}"
+            "server:\n  listen: 127.0.0.1:{port}\n  admin_listen: 127.0.0.1:{admin_port}\n  threads: 2\n  grace_period: 10s\n  access_log: false\n{server_extra}{auth}{yaml}"
         );
         std::fs::File::create(&path)
             .unwrap()

@@ -1,0 +1,72 @@
+//! `GET /v1/key/info`: a key holder's own limits and what is left of them.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::budget::{self, nano_to_usd, period_id};
+use super::directory::ScopeState;
+use super::limits::{self, Limits};
+use super::{Caller, Governance};
+
+impl Governance {
+    /// `GET /v1/key/info`: the caller's own limits and what is left.
+    pub fn key_info(&self, caller: &Caller) -> Bytes {
+        let now = limits::now_nanos();
+        let view = |l: &Limits, s: &ScopeState, b: Option<&Arc<budget::Budget>>| {
+            let minute = limits::window_id(now, limits::MINUTE);
+            let day = limits::window_id(now, limits::DAY);
+            let budget = b.map(|b| {
+                let v = s.spend.view(period_id(b.period, now / 1_000_000_000));
+                serde_json::json!({
+                    "usd": b.usd,
+                    "period": b.period,
+                    "hard": b.hard,
+                    "spent_usd": nano_to_usd(v.spent),
+                    "reserved_usd": nano_to_usd(v.reserved),
+                    "remaining_usd": nano_to_usd(b.limit.saturating_sub(v.spent + v.reserved)),
+                })
+            });
+            serde_json::json!({
+                "limits": {
+                    "rps": l.rps_raw, "rpm": l.rpm, "tpm": l.tpm, "tpd": l.tpd,
+                    "concurrency": l.concurrency,
+                },
+                "remaining": {
+                    "requests_this_minute": l.rpm.map(|m| m.saturating_sub(s.rpm.used(minute))),
+                    "tokens_this_minute": l.tpm.map(|m| m.saturating_sub(s.tpm.used(minute))),
+                    "tokens_today": l.tpd.map(|m| m.saturating_sub(s.tpd.used(day))),
+                },
+                "budget": budget,
+            })
+        };
+        let t = &caller.tenant;
+        let mut out = serde_json::json!({
+            "tenant": { "id": t.name, "models": t.def.models, "endpoints": t.def.endpoints },
+        });
+        if let Some(o) = out["tenant"].as_object_mut() {
+            o.extend(obj(view(&t.limits, &t.state, t.budget.as_ref())));
+        }
+        if let Some(k) = &caller.key {
+            let mut key = serde_json::json!({
+                "id": k.id, "models": k.def.models, "endpoints": k.def.endpoints,
+                "metadata": k.metadata,
+            });
+            if let Some(o) = key.as_object_mut() {
+                o.extend(obj(view(&k.limits, &k.state, k.budget.as_ref())));
+            }
+            out["key"] = key;
+        } else {
+            out["subject"] = caller.subject.clone().into();
+            out["roles"] = caller.roles.clone().into();
+        }
+        Bytes::from(out.to_string())
+    }
+}
+
+fn obj(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    match v {
+        serde_json::Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
+}

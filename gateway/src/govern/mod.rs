@@ -1,0 +1,543 @@
+//! Governance: who may call (keys, JWT), what they may call (models,
+//! endpoints), how much (limits, budgets), and what they used (usage records).
+//! Built once at start; keys and tenants change at run time through the
+//! admin API, everything else is fixed until restart.
+
+pub mod admin;
+pub mod admit;
+pub mod alerts;
+pub mod budget;
+pub mod client;
+pub mod directory;
+pub mod info;
+pub mod limits;
+pub mod service;
+pub mod usage;
+pub mod usage_query;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::HeaderMap;
+
+use self::admit::{Ask, Scope, Ticket};
+use self::alerts::{Alert, Alerts};
+use self::budget::{nano_to_usd, period_id, Prices};
+use self::directory::{hex, sha256, Directory, Key, KeyDef, ScopeState, Tenant};
+use self::limits::Limits;
+use self::usage::{UsageLog, UsageRecord};
+use crate::config::schema::{AuthMode, RawConfig, StoreKind};
+use crate::config::secret::Secret;
+use crate::errors::GatewayError;
+
+/// Who is calling: always a tenant; a key unless the caller came with a JWT.
+pub struct Caller {
+    pub tenant: Arc<Tenant>,
+    pub key: Option<Arc<Key>>,
+    /// The key id, or the JWT's subject.
+    pub subject: String,
+    pub roles: Vec<String>,
+}
+
+impl Caller {
+    pub fn allows_model(&self, model: &str) -> bool {
+        match &self.key {
+            Some(k) => k.allows_model(model),
+            None => self
+                .tenant
+                .models
+                .as_ref()
+                .is_none_or(|l| l.iter().any(|g| g.matches(model))),
+        }
+    }
+
+    pub fn allows_endpoint(&self, path: &str) -> bool {
+        match &self.key {
+            Some(k) => k.allows_endpoint(path),
+            None => self
+                .tenant
+                .endpoints
+                .as_ref()
+                .is_none_or(|l| l.iter().any(|g| g.matches(path))),
+        }
+    }
+
+    /// A metadata label of the key, else of the tenant.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        match &self.key {
+            Some(k) => k.label(name),
+            None => self.tenant.metadata.get(name).map(String::as_str),
+        }
+    }
+}
+
+pub struct Governance {
+    pub mode: AuthMode,
+    admin_token: Option<Secret>,
+    pub dir: Directory,
+    global: (Limits, Arc<ScopeState>),
+    models: HashMap<String, (Limits, Arc<ScopeState>)>,
+    pub default_max_tokens: u64,
+    prices: Prices,
+    pub usage: std::sync::OnceLock<Arc<UsageLog>>,
+    inflight: pingora_limits::inflight::Inflight,
+    pub alerts: Arc<Alerts>,
+    /// Where the memory store keeps run-time changes to keys and tenants.
+    state_file: Option<String>,
+    /// Token usage must be known: token limits, budgets or a usage log.
+    pub counts_tokens: bool,
+    usage_errors: prometheus::IntCounter,
+}
+
+/// Problems found while compiling, as (YAML path, message).
+pub type Problems = Vec<(String, String)>;
+
+impl Governance {
+    pub fn compile(
+        raw: &RawConfig,
+        registry: &prometheus::Registry,
+    ) -> Result<Governance, Problems> {
+        let mut problems: Problems = Vec::new();
+        let mut bad = |path: &str, msg: String| problems.push((path.to_string(), msg));
+        let mode = match raw.auth.mode {
+            Some(m) => m,
+            None if raw.keys.is_empty() => {
+                bad(
+                    "auth",
+                    "no `auth` section and no keys: add `keys:`, or say `auth: none` to serve \
+                     without authentication (trusted networks only)"
+                        .into(),
+                );
+                AuthMode::None
+            }
+            None => AuthMode::Keys,
+        };
+        if matches!(mode, AuthMode::Jwt | AuthMode::KeysOrJwt) && raw.auth.jwt.is_none() {
+            bad("auth.jwt", format!("mode {mode:?} needs a `jwt` section"));
+        }
+        let admin_token = match &raw.auth.admin_token {
+            Some(r) => match r.resolve() {
+                Ok(s) => Some(s),
+                Err(var) => {
+                    bad(
+                        "auth.admin_token",
+                        format!("environment variable {var} is not set"),
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        let mut keys = Vec::new();
+        for (i, k) in raw.keys.iter().enumerate() {
+            let path = format!("keys[{i}]");
+            let sha = match (&k.key, &k.key_sha256) {
+                (Some(r), None) => match r.resolve() {
+                    Ok(s) => hex(&sha256(s.expose())),
+                    Err(var) => {
+                        bad(
+                            &format!("{path}.key"),
+                            format!("environment variable {var} is not set"),
+                        );
+                        continue;
+                    }
+                },
+                (None, Some(h)) if directory::parse_hex32(h).is_some() => h.to_ascii_lowercase(),
+                (None, Some(_)) => {
+                    bad(
+                        &format!("{path}.key_sha256"),
+                        "must be 64 hex digits (the SHA-256 of the key)".into(),
+                    );
+                    continue;
+                }
+                _ => {
+                    bad(
+                        &path,
+                        "give exactly one of `key` (an ${ENV} reference) or `key_sha256`".into(),
+                    );
+                    continue;
+                }
+            };
+            keys.push(KeyDef {
+                id: k.id.clone(),
+                tenant: k.tenant.clone(),
+                sha256: sha,
+                models: k.models.clone(),
+                endpoints: k.endpoints.clone(),
+                limits: k.limits.clone(),
+                budget: k.budget.clone(),
+                metadata: k.metadata.clone(),
+                disabled: k.disabled,
+                created_ms: 0,
+            });
+        }
+        let mut seen = std::collections::HashSet::new();
+        for k in &keys {
+            if !seen.insert(k.id.clone()) {
+                bad("keys", format!("key id '{}' appears twice", k.id));
+            }
+        }
+        for (scope, b) in
+            raw.tenants
+                .iter()
+                .filter_map(|(n, t)| {
+                    t.budget
+                        .as_ref()
+                        .map(|b| (format!("tenants.{n}.budget"), b))
+                })
+                .chain(raw.keys.iter().enumerate().filter_map(|(i, k)| {
+                    k.budget.as_ref().map(|b| (format!("keys[{i}].budget"), b))
+                }))
+        {
+            if b.usd.is_nan() || b.usd <= 0.0 {
+                bad(&scope, "usd must be above 0".into());
+            }
+            if b.alert_at.iter().any(|f| f.is_nan() || *f <= 0.0) {
+                bad(
+                    &format!("{scope}.alert_at"),
+                    "fractions must be above 0 (e.g. 0.5, 0.8, 1.0)".into(),
+                );
+            }
+            if let Some(w) = &b.webhook {
+                if let Err(e) = crate::upstream::BaseUrl::parse(w) {
+                    bad(&format!("{scope}.webhook"), e);
+                }
+            }
+        }
+        let dir = match Directory::new(keys, raw.tenants.clone()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                bad("keys", e);
+                None
+            }
+        };
+        let prices = match Prices::new(&raw.prices) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                bad("prices", e);
+                None
+            }
+        };
+        let mut state_file = None;
+        match raw.store.kind {
+            StoreKind::Memory => state_file = raw.store.state.clone(),
+            StoreKind::Redis => bad(
+                "store.kind",
+                "redis is not available yet in this version; use `memory`".into(),
+            ),
+        }
+        let metric = |name: &str, help: &str| {
+            let c = prometheus::IntCounter::new(name, help);
+            if let Ok(c) = &c {
+                let _ = registry.register(Box::new(c.clone()));
+            }
+            c
+        };
+        let counters = (
+            metric(
+                "sluice_alerts_sent_total",
+                "Budget alerts delivered to their webhook",
+            ),
+            metric(
+                "sluice_alerts_failed_total",
+                "Budget alerts given up after every retry",
+            ),
+            metric(
+                "sluice_usage_log_errors_total",
+                "Usage records that could not be written",
+            ),
+        );
+        let (Some(dir), Some(prices), (Ok(sent), Ok(failed), Ok(usage_errors))) =
+            (dir, prices, counters)
+        else {
+            if problems.is_empty() {
+                problems.push(("".into(), "cannot register governance metrics".into()));
+            }
+            return Err(problems);
+        };
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let l = &raw.limits;
+        let counts_tokens = raw.usage_log.is_some()
+            || l.global.tpm.is_some()
+            || l.global.tpd.is_some()
+            || l.models.values().any(|m| m.tpm.is_some() || m.tpd.is_some())
+            || raw.tenants.values().any(|t| t.budget.is_some() || t.limits.tpm.is_some() || t.limits.tpd.is_some())
+            || raw.keys.iter().any(|k| k.budget.is_some() || k.limits.tpm.is_some() || k.limits.tpd.is_some())
+            // Keys added at run time may carry token limits or budgets.
+            || mode != AuthMode::None;
+        let models = l
+            .models
+            .iter()
+            .map(|(m, s)| (m.clone(), (Limits::new(s), dir.state(&format!("m:{m}")))))
+            .collect();
+        Ok(Governance {
+            mode,
+            admin_token,
+            global: (Limits::new(&l.global), dir.state("g:")),
+            models,
+            dir,
+            default_max_tokens: l.default_max_tokens,
+            prices,
+            usage: std::sync::OnceLock::new(),
+            inflight: pingora_limits::inflight::Inflight::new(),
+            alerts: Arc::new(Alerts::new(sent, failed)),
+            state_file,
+            counts_tokens,
+            usage_errors,
+        })
+    }
+
+    /// Whether requests are admitted at all (a mode other than `none`, or limits).
+    pub fn is_on(&self) -> bool {
+        self.mode != AuthMode::None || !self.global.0.is_empty() || !self.models.is_empty()
+    }
+
+    /// Whether `Authorization: Bearer <admin_token>` was presented.
+    pub fn is_admin(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = &self.admin_token else {
+            return false;
+        };
+        let presented = credential(headers).unwrap_or("");
+        // Compare digests: no early exit that leaks the token's prefix.
+        sha256(presented) == sha256(token.expose())
+    }
+
+    /// The caller, or 401. `None` when auth is off.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Caller>, GatewayError> {
+        if self.mode == AuthMode::None {
+            return Ok(None);
+        }
+        let Some(secret) = credential(headers) else {
+            return Err(GatewayError::Unauthorized(
+                "You didn't provide an API key. Send it as 'Authorization: Bearer <key>', \
+                 'x-api-key' or 'api-key'."
+                    .into(),
+            ));
+        };
+        let table = self.dir.table.load();
+        match table.by_hash.get(&sha256(secret)) {
+            Some(k) if k.disabled => Err(GatewayError::Unauthorized(format!(
+                "The API key '{}' is disabled.",
+                k.id
+            ))),
+            Some(k) => Ok(Some(Caller {
+                tenant: k.tenant.clone(),
+                key: Some(k.clone()),
+                subject: k.id.clone(),
+                roles: Vec::new(),
+            })),
+            None => Err(GatewayError::Unauthorized(format!(
+                "Incorrect API key provided: {}.",
+                redact(secret)
+            ))),
+        }
+    }
+
+    /// Takes the request's share of every limit and budget that applies.
+    pub fn admit(
+        &self,
+        caller: Option<&Caller>,
+        model: &str,
+        upstream_model: &str,
+        prompt_tokens: u64,
+        max_tokens: Option<u64>,
+    ) -> Result<Ticket, GatewayError> {
+        let ask = Ask {
+            prompt_tokens,
+            max_tokens: max_tokens.unwrap_or(self.default_max_tokens),
+            price: self.prices.get(model, upstream_model),
+        };
+        let mut scopes: Vec<Scope<'_>> = Vec::with_capacity(4);
+        fn push<'a>(scopes: &mut Vec<Scope<'a>>, s: Scope<'a>) {
+            if !s.limits.is_empty() || s.budget.is_some() {
+                scopes.push(s);
+            }
+        }
+        if let Some(c) = caller {
+            if let Some(k) = &c.key {
+                push(
+                    &mut scopes,
+                    Scope {
+                        name: "key",
+                        limits: &k.limits,
+                        state: &k.state,
+                        budget: k.budget.as_ref(),
+                    },
+                );
+            }
+            push(
+                &mut scopes,
+                Scope {
+                    name: "tenant",
+                    limits: &c.tenant.limits,
+                    state: &c.tenant.state,
+                    budget: c.tenant.budget.as_ref(),
+                },
+            );
+        }
+        if let Some((l, s)) = self.models.get(model) {
+            push(
+                &mut scopes,
+                Scope {
+                    name: "model",
+                    limits: l,
+                    state: s,
+                    budget: None,
+                },
+            );
+        }
+        push(
+            &mut scopes,
+            Scope {
+                name: "gateway",
+                limits: &self.global.0,
+                state: &self.global.1,
+                budget: None,
+            },
+        );
+        Ticket::admit(&scopes, &self.inflight, &ask, limits::now_nanos())
+    }
+
+    /// Settles a ticket with what the request used, and fires the alerts
+    /// it triggered. Returns the request's cost in nano-USD.
+    pub fn settle(
+        &self,
+        caller: Option<&Caller>,
+        ticket: &mut Ticket,
+        usage: Option<&sluice_providers::Usage>,
+    ) -> u64 {
+        let (tokens, cost) = match usage {
+            Some(u) => (
+                u.prompt_tokens + u.completion_tokens,
+                ticket.price.map_or(0, |p| {
+                    p.cost(u.prompt_tokens, u.cache_read_tokens, u.completion_tokens)
+                }),
+            ),
+            // Nothing known (refused before it left, or no counter): nothing used.
+            None => (0, 0),
+        };
+        let now_ms = limits::now_nanos() / 1_000_000;
+        ticket.settle(tokens, cost, &mut |scope, crossing| {
+            let Some(c) = caller else { return };
+            let (id, budget) = match (&c.key, scope) {
+                (Some(k), "key") => (k.id.clone(), k.budget.clone()),
+                _ => (c.tenant.name.clone(), c.tenant.budget.clone()),
+            };
+            let Some(b) = budget else { return };
+            let Some(webhook) = b.webhook.clone() else {
+                tracing::warn!(
+                    scope,
+                    id = id.as_str(),
+                    threshold = crossing.fraction,
+                    "budget threshold crossed (no webhook)"
+                );
+                return;
+            };
+            let period = period_id(b.period, now_ms / 1000);
+            self.alerts.fire(Alert {
+                alert_id: format!("{scope}:{id}:{period}:{}", crossing.fraction),
+                kind: "budget_threshold",
+                scope,
+                id,
+                threshold: crossing.fraction,
+                budget_usd: b.usd,
+                spent_usd: nano_to_usd(crossing.spent),
+                period: b.period,
+                ts_ms: now_ms,
+                webhook,
+            });
+        });
+        cost
+    }
+
+    /// Sets the usage log, and rebuilds spend from its records.
+    pub fn attach_usage(&self, log: Arc<UsageLog>, records: &[UsageRecord]) {
+        let table = self.dir.table.load();
+        let now = limits::now_nanos() / 1_000_000_000;
+        let mut spent: HashMap<(bool, &str), u64> = HashMap::new();
+        for r in records {
+            let secs = r.ts_ms / 1000;
+            if let Some(k) = r.key_id.as_deref().and_then(|id| table.keys.get(id)) {
+                if let Some(b) = &k.budget {
+                    if period_id(b.period, secs) == period_id(b.period, now) {
+                        *spent.entry((true, k.id.as_str())).or_default() += r.cost_nano_usd;
+                    }
+                }
+            }
+            if let Some(t) = r.tenant.as_deref().and_then(|n| table.tenants.get(n)) {
+                if let Some(b) = &t.budget {
+                    if period_id(b.period, secs) == period_id(b.period, now) {
+                        *spent.entry((false, t.name.as_str())).or_default() += r.cost_nano_usd;
+                    }
+                }
+            }
+        }
+        for ((is_key, id), n) in spent {
+            let (state, budget) = if is_key {
+                let k = &table.keys[id];
+                (&k.state, k.budget.as_ref())
+            } else {
+                let t = &table.tenants[id];
+                (&t.state, t.budget.as_ref())
+            };
+            if let Some(b) = budget {
+                state.spend.restore(b, period_id(b.period, now), n);
+            }
+        }
+        let _ = self.usage.set(log);
+    }
+
+    pub fn usage_failed(&self, e: &str) {
+        self.usage_errors.inc();
+        tracing::error!("{e}");
+    }
+
+    pub fn state_file(&self) -> Option<&str> {
+        self.state_file.as_deref()
+    }
+}
+
+/// The presented secret: `Authorization: Bearer` (OpenAI), `x-api-key`
+/// (Anthropic) or `api-key` (Azure).
+pub fn credential(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get(http::header::AUTHORIZATION) {
+        let v = v.to_str().ok()?.trim();
+        let (scheme, rest) = v.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| rest.trim())
+            .filter(|s| !s.is_empty());
+    }
+    ["x-api-key", "api-key"]
+        .iter()
+        .find_map(|h| headers.get(*h))
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+/// A presented key as OpenAI shows it in errors: its ends only.
+fn redact(secret: &str) -> String {
+    let chars: Vec<char> = secret.chars().collect();
+    if chars.len() <= 8 {
+        return "****".into();
+    }
+    let head: String = chars[..3].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}****{tail}")
+}
+
+/// A new key: `sk-sluice-` and 32 random bytes in hex.
+pub fn new_secret() -> Result<String, String> {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| "no randomness available".to_string())?;
+    Ok(format!("sk-sluice-{}", hex(&b)))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,147 @@
+//! Stage `admit`: who is calling, may they call this, and is there room in
+//! their limits and budget. The reservation it takes is settled by `record`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+use super::RequestCtx;
+use crate::errors::GatewayError;
+use crate::govern::admit::fmt_duration;
+use crate::govern::usage::UsageRecord;
+use crate::snapshot::Model;
+
+/// A process-unique request id: a random prefix chosen at start and a counter.
+pub fn request_id() -> String {
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut b = [0u8; 8];
+        use ring::rand::SecureRandom;
+        let _ = ring::rand::SystemRandom::new().fill(&mut b);
+        u64::from_le_bytes(b) | 1
+    });
+    format!(
+        "req_{prefix:016x}{:x}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Authenticates the caller and checks the path is theirs to call.
+pub fn caller(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
+    let gov = ctx.snapshot.governance.clone();
+    if !gov.is_on() && gov.usage.get().is_none() {
+        return Ok(());
+    }
+    ctx.request_id = Some(request_id());
+    let req = session.req_header();
+    let caller = gov.authenticate(&req.headers).inspect_err(|_| {
+        // The body was not read: the connection cannot carry another request.
+        session.set_keepalive(None);
+    })?;
+    if let Some(c) = &caller {
+        let path = session.req_header().uri.path();
+        if !c.allows_endpoint(path) {
+            let err = GatewayError::Forbidden(format!("'{}' may not call {path}", c.subject));
+            session.set_keepalive(None);
+            return Err(err);
+        }
+    }
+    ctx.caller = caller;
+    Ok(())
+}
+
+/// Whether the caller may use the public model `name`.
+pub fn model_allowed(ctx: &RequestCtx, name: &str) -> Result<(), GatewayError> {
+    match &ctx.caller {
+        Some(c) if !c.allows_model(name) => Err(GatewayError::Forbidden(format!(
+            "'{}' may not use the model '{name}'",
+            c.subject
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Reserves the request's share; notes it in the usage log's write-ahead
+/// file so it is recorded even if this process dies before it ends.
+pub fn reserve(
+    ctx: &mut RequestCtx,
+    model: &Model,
+    body_len: usize,
+    max_tokens: Option<u64>,
+) -> Result<(), GatewayError> {
+    let gov = ctx.snapshot.governance.clone();
+    if !gov.is_on() && gov.usage.get().is_none() {
+        return Ok(());
+    }
+    let upstream = model
+        .targets
+        .first()
+        .map_or("", |t| t.upstream_model.as_str());
+    // At most one token per 3 bytes of body for nearly all text; the
+    // settlement replaces it with what the upstream reports.
+    let prompt = body_len.div_ceil(3) as u64;
+    let ticket = gov.admit(
+        ctx.caller.as_ref(),
+        &model.name,
+        upstream,
+        prompt,
+        max_tokens,
+    )?;
+    if let (Some(log), Some(id)) = (gov.usage.get(), &ctx.request_id) {
+        let mut r = record(ctx, id);
+        r.prompt_tokens = prompt;
+        r.completion_tokens = ticket.reserved_tokens - prompt;
+        r.cost_nano_usd = ticket.reserved_cost;
+        r.cost_usd = crate::govern::budget::nano_to_usd(ticket.reserved_cost);
+        r.model = Some(model.name.clone());
+        log.begin(&r).map_err(|e| {
+            gov.usage_failed(&e);
+            GatewayError::Internal("the usage log cannot be written".into())
+        })?;
+    }
+    ctx.ticket = Some(ticket);
+    Ok(())
+}
+
+/// The parts of a usage record known from the context alone.
+pub fn record(ctx: &RequestCtx, id: &str) -> UsageRecord {
+    let start_ms =
+        crate::govern::limits::now_nanos() / 1_000_000 - ctx.start.elapsed().as_millis() as u64;
+    UsageRecord {
+        ts_ms: start_ms,
+        request_id: id.to_string(),
+        tenant: ctx.caller.as_ref().map(|c| c.tenant.name.clone()),
+        key_id: ctx.caller.as_ref().map(|c| c.subject.clone()),
+        stream: ctx.stream,
+        ..UsageRecord::default()
+    }
+}
+
+/// `x-sluice-request-id` and OpenAI's `x-ratelimit-*` headers.
+pub fn headers(resp: &mut ResponseHeader, ctx: &RequestCtx) {
+    const NAMES: [[&str; 3]; 2] = [
+        [
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+        ],
+        [
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-reset-tokens",
+        ],
+    ];
+    if let Some(id) = &ctx.request_id {
+        let _ = resp.insert_header("x-sluice-request-id", id.as_str());
+    }
+    let Some(t) = &ctx.ticket else { return };
+    for ([limit, remaining, reset], view) in NAMES.iter().zip([t.requests, t.tokens]) {
+        let Some(v) = view else { continue };
+        let _ = resp.insert_header(*limit, v.limit);
+        let _ = resp.insert_header(*remaining, v.remaining);
+        let _ = resp.insert_header(*reset, fmt_duration(v.reset));
+    }
+}
