@@ -38,28 +38,21 @@ struct AuthFields {
 
 impl<'de> Deserialize<'de> for AuthSection {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Either {
-            Mode(AuthMode),
-            Full(Box<AuthFields>),
-        }
-        match Either::deserialize(d).map_err(|_| {
-            de::Error::custom(
-                "expected `none`, or a map with `mode` (none | keys | jwt | keys_or_jwt), \
-                 `admin_token` and `jwt`",
-            )
-        })? {
-            Either::Mode(mode) => Ok(AuthSection {
+        // A plain string is the mode alone; a map keeps serde's own messages.
+        let v = serde_yaml::Value::deserialize(d)?;
+        if let serde_yaml::Value::String(_) = v {
+            let mode = AuthMode::deserialize(v).map_err(de::Error::custom)?;
+            return Ok(AuthSection {
                 mode: Some(mode),
                 ..AuthSection::default()
-            }),
-            Either::Full(f) => Ok(AuthSection {
-                mode: Some(f.mode),
-                admin_token: f.admin_token,
-                jwt: f.jwt,
-            }),
+            });
         }
+        let f = AuthFields::deserialize(v).map_err(de::Error::custom)?;
+        Ok(AuthSection {
+            mode: Some(f.mode),
+            admin_token: f.admin_token,
+            jwt: f.jwt,
+        })
     }
 }
 

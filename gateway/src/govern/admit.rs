@@ -66,6 +66,8 @@ pub struct Ticket {
     day: u64,
     now_secs: u64,
     pub reserved_tokens: u64,
+    /// Of `reserved_tokens`: the prompt estimate.
+    pub reserved_prompt: u64,
     pub reserved_cost: u64,
     pub price: Option<Price>,
     pub requests: Option<RateView>,
@@ -120,6 +122,7 @@ impl Ticket {
             day: window_id(now, DAY),
             now_secs: now / 1_000_000_000,
             reserved_tokens: ask.tokens(),
+            reserved_prompt: ask.prompt_tokens,
             reserved_cost: ask.max_cost(),
             price: ask.price,
             requests: None,

@@ -79,6 +79,20 @@ fn settle(ctx: &mut RequestCtx) {
         }
         return;
     };
+    // The client left after the request went upstream but before any usage
+    // was known: the upstream may bill it in full, so the reservation stands.
+    let abandoned = usage.is_none()
+        && ctx.upstream_sent_at.is_some()
+        && matches!(ctx.error, Some(crate::errors::GatewayError::ClientGone));
+    let usage = if abandoned {
+        Some(sluice_providers::Usage {
+            prompt_tokens: ticket.reserved_prompt,
+            completion_tokens: ticket.reserved_tokens - ticket.reserved_prompt,
+            ..Default::default()
+        })
+    } else {
+        usage
+    };
     let cost = gov.settle(ctx.caller.as_ref(), &mut ticket, usage.as_ref());
     write(&gov, ctx, &id, usage, cost);
 }

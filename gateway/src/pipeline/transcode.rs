@@ -249,7 +249,14 @@ impl Relay<'_> {
                 return self.fail(session, ctx, out, err).await;
             }
             if !out.is_empty() {
-                write(session, ctx, Bytes::from(std::mem::take(&mut out))).await?;
+                let sent = write(session, ctx, Bytes::from(std::mem::take(&mut out))).await;
+                if let Err(e) = sent {
+                    if !end {
+                        // Gone mid-stream: the usage still has to be known.
+                        self.after_disconnect(up, tr).await;
+                    }
+                    return Err(e);
+                }
             }
             if end {
                 break;

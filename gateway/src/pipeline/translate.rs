@@ -358,6 +358,12 @@ pub fn response_body(
             if resp.model.is_empty() {
                 resp.model = model.to_string();
             }
+            if let Some(run) = filters {
+                run.cx.usage = Some(sluice_providers::Usage {
+                    prompt_tokens: resp.prompt_tokens,
+                    ..Default::default()
+                });
+            }
             Ok(Bytes::from(
                 inbound.codec().encode_embed_response(&resp, base64),
             ))
