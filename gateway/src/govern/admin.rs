@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::auth::new_secret;
 use super::directory::{hex, sha256, KeyDef, Overlay};
-use super::{new_secret, Governance};
+use super::Governance;
 use crate::config::schema::{BudgetSection, LimitsSection, TenantSection};
 
 pub type Reply = (u16, Value);

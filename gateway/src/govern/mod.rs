@@ -6,10 +6,12 @@
 pub mod admin;
 pub mod admit;
 pub mod alerts;
+pub mod auth;
 pub mod budget;
 pub mod client;
 pub mod directory;
 pub mod info;
+pub mod jwt;
 pub mod limits;
 pub mod service;
 pub mod usage;
@@ -17,8 +19,6 @@ pub mod usage_query;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-
-use http::HeaderMap;
 
 use self::admit::{Ask, Scope, Ticket};
 use self::alerts::{Alert, Alerts};
@@ -73,7 +73,8 @@ impl Caller {
 
 pub struct Governance {
     pub mode: AuthMode,
-    admin_token: Option<Secret>,
+    pub(crate) admin_token: Option<Secret>,
+    pub jwt: Option<jwt::Jwt>,
     pub dir: Directory,
     global: (Limits, Arc<ScopeState>),
     models: HashMap<String, (Limits, Arc<ScopeState>)>,
@@ -115,6 +116,16 @@ impl Governance {
         if matches!(mode, AuthMode::Jwt | AuthMode::KeysOrJwt) && raw.auth.jwt.is_none() {
             bad("auth.jwt", format!("mode {mode:?} needs a `jwt` section"));
         }
+        let jwt = match &raw.auth.jwt {
+            Some(j) => match jwt::Jwt::new(j) {
+                Ok(j) => Some(j),
+                Err(e) => {
+                    bad("auth.jwt", e);
+                    None
+                }
+            },
+            None => None,
+        };
         let admin_token = match &raw.auth.admin_token {
             Some(r) => match r.resolve() {
                 Ok(s) => Some(s),
@@ -275,6 +286,7 @@ impl Governance {
         Ok(Governance {
             mode,
             admin_token,
+            jwt,
             global: (Limits::new(&l.global), dir.state("g:")),
             models,
             dir,
@@ -292,47 +304,6 @@ impl Governance {
     /// Whether requests are admitted at all (a mode other than `none`, or limits).
     pub fn is_on(&self) -> bool {
         self.mode != AuthMode::None || !self.global.0.is_empty() || !self.models.is_empty()
-    }
-
-    /// Whether `Authorization: Bearer <admin_token>` was presented.
-    pub fn is_admin(&self, headers: &HeaderMap) -> bool {
-        let Some(token) = &self.admin_token else {
-            return false;
-        };
-        let presented = credential(headers).unwrap_or("");
-        // Compare digests: no early exit that leaks the token's prefix.
-        sha256(presented) == sha256(token.expose())
-    }
-
-    /// The caller, or 401. `None` when auth is off.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Caller>, GatewayError> {
-        if self.mode == AuthMode::None {
-            return Ok(None);
-        }
-        let Some(secret) = credential(headers) else {
-            return Err(GatewayError::Unauthorized(
-                "You didn't provide an API key. Send it as 'Authorization: Bearer <key>', \
-                 'x-api-key' or 'api-key'."
-                    .into(),
-            ));
-        };
-        let table = self.dir.table.load();
-        match table.by_hash.get(&sha256(secret)) {
-            Some(k) if k.disabled => Err(GatewayError::Unauthorized(format!(
-                "The API key '{}' is disabled.",
-                k.id
-            ))),
-            Some(k) => Ok(Some(Caller {
-                tenant: k.tenant.clone(),
-                key: Some(k.clone()),
-                subject: k.id.clone(),
-                roles: Vec::new(),
-            })),
-            None => Err(GatewayError::Unauthorized(format!(
-                "Incorrect API key provided: {}.",
-                redact(secret)
-            ))),
-        }
     }
 
     /// Takes the request's share of every limit and budget that applies.
@@ -497,46 +468,6 @@ impl Governance {
     pub fn state_file(&self) -> Option<&str> {
         self.state_file.as_deref()
     }
-}
-
-/// The presented secret: `Authorization: Bearer` (OpenAI), `x-api-key`
-/// (Anthropic) or `api-key` (Azure).
-pub fn credential(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers.get(http::header::AUTHORIZATION) {
-        let v = v.to_str().ok()?.trim();
-        let (scheme, rest) = v.split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| rest.trim())
-            .filter(|s| !s.is_empty());
-    }
-    ["x-api-key", "api-key"]
-        .iter()
-        .find_map(|h| headers.get(*h))
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-}
-
-/// A presented key as OpenAI shows it in errors: its ends only.
-fn redact(secret: &str) -> String {
-    let chars: Vec<char> = secret.chars().collect();
-    if chars.len() <= 8 {
-        return "****".into();
-    }
-    let head: String = chars[..3].iter().collect();
-    let tail: String = chars[chars.len() - 4..].iter().collect();
-    format!("{head}****{tail}")
-}
-
-/// A new key: `sk-sluice-` and 32 random bytes in hex.
-pub fn new_secret() -> Result<String, String> {
-    use ring::rand::SecureRandom;
-    let mut b = [0u8; 32];
-    ring::rand::SystemRandom::new()
-        .fill(&mut b)
-        .map_err(|_| "no randomness available".to_string())?;
-    Ok(format!("sk-sluice-{}", hex(&b)))
 }
 
 #[cfg(test)]

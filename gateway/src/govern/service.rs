@@ -1,4 +1,4 @@
-//! Governance's background work: delivering budget alerts.
+//! Governance's background work: delivering budget alerts, refreshing JWKS.
 
 use std::sync::Arc;
 
@@ -17,9 +17,23 @@ pub struct GovernanceService {
 #[async_trait]
 impl BackgroundService for GovernanceService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let alerts = self.governance.alerts.clone();
+        let gov = &self.governance;
+        let alerts = gov.alerts.clone();
+        let jwks = async {
+            let Some(jwt) = &gov.jwt else {
+                return std::future::pending().await;
+            };
+            let _ = jwt.connector.set(self.connector.clone());
+            loop {
+                if let Err(e) = jwt.reload().await {
+                    tracing::warn!("JWKS refresh failed (keeping the keys we have): {e}");
+                }
+                tokio::time::sleep(jwt.refresh).await;
+            }
+        };
         tokio::select! {
             _ = alerts.deliver(self.connector.clone()) => {}
+            _ = jwks => {}
             _ = shutdown.changed() => {}
         }
     }

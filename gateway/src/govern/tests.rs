@@ -1,11 +1,26 @@
 use super::*;
 use crate::config::schema::RawConfig;
+use http::HeaderMap;
 
 fn gov(yaml: &str) -> Governance {
     let raw: RawConfig = serde_yaml::from_str(yaml).unwrap();
     Governance::compile(&raw, &prometheus::Registry::new())
         .map_err(|p| format!("{p:?}"))
         .unwrap()
+}
+
+/// Authenticates on a throwaway runtime (the unit tests are synchronous).
+trait Auth {
+    fn auth(&self, h: &HeaderMap) -> Result<Option<Caller>, GatewayError>;
+}
+
+impl Auth for Governance {
+    fn auth(&self, h: &HeaderMap) -> Result<Option<Caller>, GatewayError> {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(self.authenticate(h))
+    }
 }
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -36,14 +51,14 @@ fn keys_arrive_in_any_of_the_three_headers() {
         ("x-api-key", "test"),
         ("api-key", "test"),
     ] {
-        let c = g.authenticate(&headers(&[h])).unwrap().unwrap();
+        let c = g.auth(&headers(&[h])).unwrap().unwrap();
         assert_eq!(c.subject, "a");
         assert_eq!(c.tenant.name, "acme");
     }
-    let e = g.authenticate(&headers(&[("authorization", "Bearer nope-nope-nope")]));
+    let e = g.auth(&headers(&[("authorization", "Bearer nope-nope-nope")]));
     assert!(matches!(e, Err(GatewayError::Unauthorized(m)) if m.contains("nop****nope")));
     assert!(matches!(
-        g.authenticate(&HeaderMap::new()),
+        g.auth(&HeaderMap::new()),
         Err(GatewayError::Unauthorized(_))
     ));
 }
@@ -51,10 +66,7 @@ fn keys_arrive_in_any_of_the_three_headers() {
 #[test]
 fn model_access_follows_the_tenant_and_key_globs() {
     let g = gov(BASE);
-    let c = g
-        .authenticate(&headers(&[("x-api-key", "test")]))
-        .unwrap()
-        .unwrap();
+    let c = g.auth(&headers(&[("x-api-key", "test")])).unwrap().unwrap();
     assert!(c.allows_model("gpt-4o"));
     assert!(!c.allows_model("claude-3"));
 }
@@ -67,16 +79,13 @@ fn no_auth_section_is_an_error_unless_explicit() {
         .unwrap();
     assert!(p[0].1.contains("auth: none"), "{p:?}");
     let g = gov("auth: none");
-    assert!(g.authenticate(&HeaderMap::new()).unwrap().is_none());
+    assert!(g.auth(&HeaderMap::new()).unwrap().is_none());
 }
 
 #[test]
 fn a_refused_request_takes_nothing() {
     let g = gov(BASE);
-    let c = g
-        .authenticate(&headers(&[("x-api-key", "test")]))
-        .unwrap()
-        .unwrap();
+    let c = g.auth(&headers(&[("x-api-key", "test")])).unwrap().unwrap();
     let mut held = Vec::new();
     for _ in 0..2 {
         held.push(g.admit(Some(&c), "gpt-4o", "gpt-4o", 10, Some(10)).unwrap());
@@ -110,7 +119,7 @@ fn a_refused_request_takes_nothing() {
     assert!(e.to_string().contains("3 requests per minute"), "{e}");
     // Key b shares only the tenant's minute: 5 - 3 = 2 left.
     let b = g
-        .authenticate(&headers(&[("x-api-key", "other")]))
+        .auth(&headers(&[("x-api-key", "other")]))
         .unwrap()
         .unwrap();
     let t = g.admit(Some(&b), "gpt-4o", "gpt-4o", 10, Some(10)).unwrap();
@@ -127,10 +136,7 @@ fn a_refused_request_takes_nothing() {
 #[test]
 fn tokens_are_reserved_then_settled() {
     let g = gov(BASE);
-    let c = g
-        .authenticate(&headers(&[("x-api-key", "test")]))
-        .unwrap()
-        .unwrap();
+    let c = g.auth(&headers(&[("x-api-key", "test")])).unwrap().unwrap();
     let mut t = g
         .admit(Some(&c), "gpt-4o", "gpt-4o", 100, Some(500))
         .unwrap();
@@ -179,10 +185,7 @@ keys:
     std::thread::scope(|s| {
         for _ in 0..8 {
             s.spawn(|| {
-                let c = g
-                    .authenticate(&headers(&[("x-api-key", "test")]))
-                    .unwrap()
-                    .unwrap();
+                let c = g.auth(&headers(&[("x-api-key", "test")])).unwrap().unwrap();
                 for _ in 0..10 {
                     if let Ok(mut t) = g.admit(Some(&c), "m", "m", 0, Some(100_000)) {
                         admitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -197,10 +200,7 @@ keys:
         }
     });
     assert_eq!(admitted.into_inner(), 10);
-    let c = g
-        .authenticate(&headers(&[("x-api-key", "test")]))
-        .unwrap()
-        .unwrap();
+    let c = g.auth(&headers(&[("x-api-key", "test")])).unwrap().unwrap();
     let v = c.tenant.state.spend.view(0);
     assert_eq!(v.spent, 1_000_000_000);
     assert_eq!(v.reserved, 0);

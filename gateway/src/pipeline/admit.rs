@@ -30,17 +30,21 @@ pub fn request_id() -> String {
 }
 
 /// Authenticates the caller and checks the path is theirs to call.
-pub fn caller(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
+pub async fn caller(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
     let gov = ctx.snapshot.governance.clone();
     if !gov.is_on() && gov.usage.get().is_none() {
         return Ok(());
     }
     ctx.request_id = Some(request_id());
     let req = session.req_header();
-    let caller = gov.authenticate(&req.headers).inspect_err(|_| {
-        // The body was not read: the connection cannot carry another request.
-        session.set_keepalive(None);
-    })?;
+    let caller = match gov.authenticate(&req.headers).await {
+        Ok(c) => c,
+        Err(e) => {
+            // The body was not read: the connection cannot carry another request.
+            session.set_keepalive(None);
+            return Err(e);
+        }
+    };
     if let Some(c) = &caller {
         let path = session.req_header().uri.path();
         if !c.allows_endpoint(path) {

@@ -103,7 +103,7 @@ pub async fn handle(
     ctx: &mut RequestCtx,
 ) -> pingora::Result<bool> {
     session.set_keepalive(Some(60));
-    let admitted = match admit::caller(session, ctx) {
+    let admitted = match admit::caller(session, ctx).await {
         Ok(()) => passthrough::claim(session, ctx),
         Err(e) => Err(e),
     };
