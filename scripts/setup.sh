@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
 # Installs what the build and the test suite need on a fresh Debian machine:
-# cmake (Pingora's zlib-ng build) and a Python venv with the official SDKs.
+# cmake (Pingora's zlib-ng build), redis-server (shared-store tests) and a
+# Python venv with the official SDKs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v cmake >/dev/null 2>&1; then
-  echo "setup: installing cmake" >&2
+# cmake for Pingora's zlib-ng build; redis-server for the shared-store tests.
+missing=()
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq cmake >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  # The package starts a system instance; the tests start their own.
+  if [[ " ${missing[*]} " == *" redis-server "* ]]; then
+    ($SUDO service redis-server stop || true) >/dev/null 2>&1
+  fi
 fi
 
 if [ ! -x .venv/bin/python ]; then

@@ -77,7 +77,7 @@ impl Admin {
         }
         let method = req.method.as_str().to_string();
         let query = req.uri.query().unwrap_or("").to_string();
-        match self.governance.admin(&method, path, &query, &body) {
+        match self.governance.admin(&method, path, &query, &body).await {
             Some((status, v)) => json_reply(status, v),
             None => json_reply(
                 404,
@@ -94,13 +94,28 @@ impl Admin {
         } else {
             "no model available"
         };
+        let store = self.governance.shared.as_ref().map(|s| {
+            serde_json::json!({"kind": "redis", "up": s.is_up(), "fail": format!("{:?}", s.fail).to_lowercase()})
+        });
+        // A store that is away makes this instance unready only if it then refuses.
+        let store_ok = self
+            .governance
+            .shared
+            .as_ref()
+            .is_none_or(|s| s.is_up() || s.fail == crate::config::schema::FailMode::Open);
+        let status = if !store_ok {
+            "shared store unreachable"
+        } else {
+            status
+        };
         let body = serde_json::json!({
             "status": status,
             "models_available": available,
             "unavailable_models": snap.unavailable,
+            "store": store.unwrap_or_else(|| serde_json::json!({"kind": "memory"})),
         });
         reply(
-            if available > 0 { 200 } else { 503 },
+            if available > 0 && store_ok { 200 } else { 503 },
             "application/json",
             body.to_string().into_bytes(),
         )

@@ -50,6 +50,9 @@ pub enum GatewayError {
     /// A hard budget would be exceeded.
     #[error("{0}")]
     BudgetExceeded(String),
+    /// The shared store is unreachable and configured to fail closed.
+    #[error("The limits store is unavailable: {0}")]
+    StoreUnavailable(String),
     /// A filter refused the request (PII block, guardrail, input limit).
     #[error("{message}")]
     Rejected {
@@ -76,7 +79,9 @@ impl GatewayError {
             GatewayError::NotFound(_) | GatewayError::UnknownModel { .. } => 404,
             GatewayError::MethodNotAllowed { .. } => 405,
             GatewayError::BodyTooLarge { .. } => 413,
-            GatewayError::ModelUnavailable(_) | GatewayError::NoTarget { .. } => 503,
+            GatewayError::ModelUnavailable(_)
+            | GatewayError::NoTarget { .. }
+            | GatewayError::StoreUnavailable(_) => 503,
             GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamBroken { .. } => 502,
             GatewayError::UpstreamTimeout { .. } => 504,
             // nginx's convention for "client went away"; never sent, only recorded.
@@ -121,6 +126,7 @@ impl GatewayError {
             GatewayError::RateLimited { kind: "tokens", .. } => "rate_limited_tokens",
             GatewayError::RateLimited { .. } => "rate_limited_requests",
             GatewayError::BudgetExceeded(_) => "budget_exceeded",
+            GatewayError::StoreUnavailable(_) => "store_unavailable",
         }
     }
 
@@ -146,6 +152,7 @@ impl GatewayError {
             GatewayError::Forbidden(_) => ("invalid_request_error", Some("model_not_allowed")),
             GatewayError::RateLimited { kind, .. } => (kind, Some("rate_limit_exceeded")),
             GatewayError::BudgetExceeded(_) => ("insufficient_quota", Some("insufficient_quota")),
+            GatewayError::StoreUnavailable(_) => ("server_error", Some("store_unavailable")),
         }
     }
 

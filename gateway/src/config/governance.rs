@@ -229,10 +229,20 @@ pub struct StoreSection {
     pub kind: StoreKind,
     /// For `memory`: a file where keys and tenants created at run time are kept.
     pub state: Option<String>,
-    /// For `redis`.
-    pub url: Option<SecretRef>,
+    /// For `redis`: `redis://host:port/db`; `${ENV}` references are expanded.
+    pub url: Option<String>,
     #[serde(default)]
     pub fail: FailMode,
+    /// Share of a limit an instance leases at a time (see the README's
+    /// formula for what instances can strand).
+    /// Defaults to 0.02.
+    pub lease: Option<f64>,
+    /// Lease exactly what each request needs: one round trip per request.
+    #[serde(default)]
+    pub exact: bool,
+    /// Also append every usage record to the `sluice:usage` stream.
+    #[serde(default)]
+    pub usage_stream: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -81,21 +81,21 @@ fn valid_id(id: &str) -> bool {
 impl Governance {
     /// Serves one admin request under `/admin/keys`, `/admin/tenants` or
     /// `/admin/usage`; `None` when the path is none of these.
-    pub fn admin(&self, method: &str, path: &str, query: &str, body: &[u8]) -> Option<Reply> {
+    pub async fn admin(&self, method: &str, path: &str, query: &str, body: &[u8]) -> Option<Reply> {
         let parts: Vec<&str> = path.trim_end_matches('/').split('/').skip(2).collect();
         let r = match (method, parts.as_slice()) {
             ("GET", ["keys"]) => self.list_keys(),
-            ("POST", ["keys"]) => self.create_key(body),
+            ("POST", ["keys"]) => self.create_key(body).await,
             ("GET", ["keys", id]) => self.get_key(id),
-            ("DELETE", ["keys", id]) => self.delete_key(id),
-            ("PATCH", ["keys", id]) => self.patch_key(id, body),
-            ("POST", ["keys", id, "rotate"]) => self.rotate_key(id),
-            ("POST", ["keys", id, "disable"]) => self.set_disabled(id, true),
-            ("POST", ["keys", id, "enable"]) => self.set_disabled(id, false),
+            ("DELETE", ["keys", id]) => self.delete_key(id).await,
+            ("PATCH", ["keys", id]) => self.patch_key(id, body).await,
+            ("POST", ["keys", id, "rotate"]) => self.rotate_key(id).await,
+            ("POST", ["keys", id, "disable"]) => self.set_disabled(id, true).await,
+            ("POST", ["keys", id, "enable"]) => self.set_disabled(id, false).await,
             ("GET", ["tenants"]) => self.list_tenants(),
-            ("POST", ["tenants"]) => self.put_tenant(body),
+            ("POST", ["tenants"]) => self.put_tenant(body).await,
             ("GET", ["tenants", name]) => self.get_tenant(name),
-            ("DELETE", ["tenants", name]) => self.delete_tenant(name),
+            ("DELETE", ["tenants", name]) => self.delete_tenant(name).await,
             ("GET", ["usage"]) => self.usage_report(query),
             (_, ["keys" | "tenants" | "usage", ..]) => {
                 err(405, format!("{method} is not allowed on {path}"))
@@ -106,9 +106,37 @@ impl Governance {
     }
 
     /// Applies a change, then keeps it in the store.
-    fn apply(&self, f: impl FnOnce(&mut Overlay) -> Result<(), String>) -> Result<(), Reply> {
+    async fn apply(
+        &self,
+        f: impl FnOnce(&mut Overlay) -> Result<(), String> + Send,
+    ) -> Result<(), Reply> {
+        let Some(shared) = &self.shared else {
+            let overlay = self.dir.change(f).map_err(|e| err(400, e))?;
+            return self.persist(&overlay).map_err(|e| err(500, e));
+        };
+        // Change the latest overlay, then store it only if nobody else
+        // changed it meanwhile; on a conflict the store's version is reloaded.
+        if !shared.is_up() {
+            return Err(err(
+                503,
+                "the shared store is unreachable: changes cannot be shared",
+            ));
+        }
+        super::service::sync_overlay(self).await;
+        let version = shared
+            .overlay_version
+            .load(std::sync::atomic::Ordering::Acquire);
+        let before = self.dir.overlay();
         let overlay = self.dir.change(f).map_err(|e| err(400, e))?;
-        self.persist(&overlay).map_err(|e| err(500, e))
+        if let Err(e) = shared.save_overlay(version, &overlay).await {
+            let _ = self.dir.load(before);
+            shared
+                .overlay_version
+                .store(-1, std::sync::atomic::Ordering::Release);
+            super::service::sync_overlay(self).await;
+            return Err(err(409, e));
+        }
+        Ok(())
     }
 
     /// Writes the overlay where the store keeps it.
@@ -143,7 +171,7 @@ impl Governance {
         }
     }
 
-    fn create_key(&self, body: &[u8]) -> Reply {
+    async fn create_key(&self, body: &[u8]) -> Reply {
         let req: NewKey = match serde_json::from_slice(body) {
             Ok(r) => r,
             Err(e) => return err(400, format!("invalid body: {e}")),
@@ -177,16 +205,19 @@ impl Governance {
             disabled: false,
             created_ms: super::limits::now_nanos() / 1_000_000,
         };
-        if let Err(r) = self.apply(|o| {
-            o.keys.insert(id.clone(), Some(def));
-            Ok(())
-        }) {
+        if let Err(r) = self
+            .apply(|o| {
+                o.keys.insert(id.clone(), Some(def));
+                Ok(())
+            })
+            .await
+        {
             return r;
         }
         (201, json!({"id": id, "tenant": req.tenant, "key": secret}))
     }
 
-    fn edit_key(&self, id: &str, f: impl FnOnce(&mut KeyDef)) -> Result<KeyDef, Reply> {
+    async fn edit_key(&self, id: &str, f: impl FnOnce(&mut KeyDef)) -> Result<KeyDef, Reply> {
         let Some(mut def) = self.current_key(id) else {
             return Err(err(404, format!("no key '{id}'")));
         };
@@ -195,68 +226,74 @@ impl Governance {
         self.apply(|o| {
             o.keys.insert(id.to_string(), Some(def));
             Ok(())
-        })?;
+        })
+        .await?;
         Ok(out)
     }
 
-    fn set_disabled(&self, id: &str, disabled: bool) -> Reply {
-        match self.edit_key(id, |k| k.disabled = disabled) {
+    async fn set_disabled(&self, id: &str, disabled: bool) -> Reply {
+        match self.edit_key(id, |k| k.disabled = disabled).await {
             Ok(k) => (200, key_json(&k)),
             Err(r) => r,
         }
     }
 
-    fn patch_key(&self, id: &str, body: &[u8]) -> Reply {
+    async fn patch_key(&self, id: &str, body: &[u8]) -> Reply {
         let p: KeyPatch = match serde_json::from_slice(body) {
             Ok(p) => p,
             Err(e) => return err(400, format!("invalid body: {e}")),
         };
-        let r = self.edit_key(id, |k| {
-            if let Some(d) = p.disabled {
-                k.disabled = d;
-            }
-            if let Some(m) = p.models {
-                k.models = m;
-            }
-            if let Some(e) = p.endpoints {
-                k.endpoints = e;
-            }
-            if let Some(l) = p.limits {
-                k.limits = l;
-            }
-            if let Some(b) = p.budget {
-                k.budget = b;
-            }
-            if let Some(m) = p.metadata {
-                k.metadata = m;
-            }
-        });
+        let r = self
+            .edit_key(id, |k| {
+                if let Some(d) = p.disabled {
+                    k.disabled = d;
+                }
+                if let Some(m) = p.models {
+                    k.models = m;
+                }
+                if let Some(e) = p.endpoints {
+                    k.endpoints = e;
+                }
+                if let Some(l) = p.limits {
+                    k.limits = l;
+                }
+                if let Some(b) = p.budget {
+                    k.budget = b;
+                }
+                if let Some(m) = p.metadata {
+                    k.metadata = m;
+                }
+            })
+            .await;
         match r {
             Ok(k) => (200, key_json(&k)),
             Err(r) => r,
         }
     }
 
-    fn rotate_key(&self, id: &str) -> Reply {
+    async fn rotate_key(&self, id: &str) -> Reply {
         let secret = match new_secret() {
             Ok(s) => s,
             Err(e) => return err(500, e),
         };
         let hash = hex(&sha256(&secret));
-        match self.edit_key(id, |k| k.sha256 = hash) {
+        match self.edit_key(id, |k| k.sha256 = hash).await {
             Ok(k) => (200, json!({"id": k.id, "tenant": k.tenant, "key": secret})),
             Err(r) => r,
         }
     }
 
-    fn delete_key(&self, id: &str) -> Reply {
+    async fn delete_key(&self, id: &str) -> Reply {
         if self.current_key(id).is_none() {
             return err(404, format!("no key '{id}'"));
         }
-        match self.apply(|o| {
-            o.keys.insert(id.to_string(), None);
-            Ok(())
-        }) {
+        match self
+            .apply(|o| {
+                o.keys.insert(id.to_string(), None);
+                Ok(())
+            })
+            .await
+        {
             Ok(()) => (200, json!({"id": id, "deleted": true})),
             Err(r) => r,
         }
@@ -288,7 +325,7 @@ impl Governance {
     }
 
     /// Creates or replaces a tenant.
-    fn put_tenant(&self, body: &[u8]) -> Reply {
+    async fn put_tenant(&self, body: &[u8]) -> Reply {
         let t: NewTenant = match serde_json::from_slice(body) {
             Ok(t) => t,
             Err(e) => return err(400, format!("invalid body: {e}")),
@@ -300,16 +337,19 @@ impl Governance {
             );
         }
         let name = t.name.clone();
-        match self.apply(|o| {
-            o.tenants.insert(t.name, Some(t.def));
-            Ok(())
-        }) {
+        match self
+            .apply(|o| {
+                o.tenants.insert(t.name, Some(t.def));
+                Ok(())
+            })
+            .await
+        {
             Ok(()) => self.get_tenant(&name),
             Err(r) => r,
         }
     }
 
-    fn delete_tenant(&self, name: &str) -> Reply {
+    async fn delete_tenant(&self, name: &str) -> Reply {
         let (keys, tenants) = self.dir.definitions(&self.dir.overlay());
         if !tenants.contains_key(name) {
             return err(404, format!("no tenant '{name}'"));
@@ -317,10 +357,13 @@ impl Governance {
         if let Some(k) = keys.values().find(|k| k.tenant == name) {
             return err(409, format!("tenant '{name}' still has key '{}'", k.id));
         }
-        match self.apply(|o| {
-            o.tenants.insert(name.to_string(), None);
-            Ok(())
-        }) {
+        match self
+            .apply(|o| {
+                o.tenants.insert(name.to_string(), None);
+                Ok(())
+            })
+            .await
+        {
             Ok(()) => (200, json!({"name": name, "deleted": true})),
             Err(r) => r,
         }

@@ -12,6 +12,7 @@ use pingora_limits::inflight::Guard;
 use super::budget::{period_id, Budget, Crossing, Price};
 use super::directory::ScopeState;
 use super::limits::{reset_in, window_id, Limits, DAY, MINUTE};
+use super::shared::Kind;
 use crate::errors::GatewayError;
 
 /// What a request asks for.
@@ -72,6 +73,7 @@ pub struct Ticket {
     pub price: Option<Price>,
     pub requests: Option<RateView>,
     pub tokens: Option<RateView>,
+    mode: Mode,
     done: bool,
 }
 
@@ -114,8 +116,11 @@ impl Ticket {
         inflight: &pingora_limits::inflight::Inflight,
         ask: &Ask,
         now: u64,
+        mode: Mode,
     ) -> Result<Ticket, GatewayError> {
+        let leased = mode == Mode::Leased;
         let mut t = Ticket {
+            mode,
             held: Vec::with_capacity(scopes.len()),
             inflight: Vec::new(),
             minute: window_id(now, MINUTE),
@@ -130,7 +135,7 @@ impl Ticket {
             done: false,
         };
         for s in scopes {
-            if let Err(e) = t.take(s, inflight, ask, now) {
+            if let Err(e) = t.take(s, inflight, ask, now, leased) {
                 t.release();
                 return Err(e);
             }
@@ -144,8 +149,27 @@ impl Ticket {
         inflight: &pingora_limits::inflight::Inflight,
         ask: &Ask,
         now: u64,
+        leased: bool,
     ) -> Result<(), GatewayError> {
         let l = s.limits;
+        // With a shared store, only what this instance leased may be used
+        // here; `remaining` is what the store had left at the last lease
+        // plus what is left of this instance's lease.
+        let lease = &s.state.leased;
+        let cap = |held: &super::limits::Window, id: u64, limit: u64| {
+            if leased {
+                limit.min(held.used(id))
+            } else {
+                limit
+            }
+        };
+        let remaining = |seen: &super::limits::Window, id: u64, limit: u64, cap: u64, used: u64| {
+            if leased {
+                limit.saturating_sub(seen.used(id)) + cap.saturating_sub(used)
+            } else {
+                limit.saturating_sub(used)
+            }
+        };
         let mut held = Held {
             name: s.name,
             state: s.state.clone(),
@@ -183,14 +207,15 @@ impl Ticket {
             held.rps = Some(interval);
         }
         if let Some(rpm) = l.rpm {
-            match s.state.rpm.take(self.minute, 1, rpm) {
+            let c = cap(&lease.rpm, self.minute, rpm);
+            match s.state.rpm.take(self.minute, 1, c) {
                 Ok(used) => {
                     held.rpm = true;
                     tighter(
                         &mut self.requests,
                         RateView {
                             limit: rpm,
-                            remaining: rpm - used,
+                            remaining: remaining(&lease.rpm_seen, self.minute, rpm, c, used),
                             reset: reset_in(now, MINUTE),
                         },
                     );
@@ -207,12 +232,20 @@ impl Ticket {
             }
         }
         let need = ask.tokens();
-        for (limit, window, id, len, per) in [
-            (l.tpm, &s.state.tpm, self.minute, MINUTE, "minute"),
-            (l.tpd, &s.state.tpd, self.day, DAY, "day"),
+        for (limit, window, held_lease, id, len, per) in [
+            (
+                l.tpm,
+                &s.state.tpm,
+                &lease.tpm,
+                self.minute,
+                MINUTE,
+                "minute",
+            ),
+            (l.tpd, &s.state.tpd, &lease.tpd, self.day, DAY, "day"),
         ] {
             let Some(limit) = limit else { continue };
-            match window.take(id, need, limit) {
+            let c = cap(held_lease, id, limit);
+            match window.take(id, need, c) {
                 Ok(used) => {
                     if per == "minute" {
                         held.tpm = true;
@@ -220,7 +253,7 @@ impl Ticket {
                             &mut self.tokens,
                             RateView {
                                 limit,
-                                remaining: limit - used,
+                                remaining: remaining(&lease.tpm_seen, id, limit, c, used),
                                 reset: reset_in(now, len),
                             },
                         );
@@ -243,7 +276,7 @@ impl Ticket {
         }
         if let Some(b) = s.budget {
             let period = period_id(b.period, self.now_secs);
-            if let Err(left) = s.state.spend.reserve(b, period, self.reserved_cost) {
+            if let Err(left) = s.state.spend.reserve(b, period, self.reserved_cost, leased) {
                 push(self, held);
                 return Err(GatewayError::BudgetExceeded(format!(
                     "The {} budget of {} USD ({:?}) is exhausted: {:.6} USD left, this request may cost up to {:.6} USD",
@@ -262,27 +295,16 @@ impl Ticket {
 
     /// Gives everything back: the request was refused.
     fn release(&mut self) {
-        self.finish(0, 0, &mut |_, _| {}, true);
+        self.finish(0, 0, &mut NoOne, true);
     }
 
-    /// Replaces the reservation by actual usage; calls `alert` for every
-    /// budget threshold crossed. Returns nothing: idempotent after the first call.
-    pub fn settle(
-        &mut self,
-        tokens: u64,
-        cost: u64,
-        alert: &mut dyn FnMut(&'static str, Crossing),
-    ) {
-        self.finish(tokens, cost, alert, false);
+    /// Replaces the reservation by actual usage; tells `to` what the
+    /// store and the alerts must hear of. Idempotent after the first call.
+    pub fn settle(&mut self, tokens: u64, cost: u64, to: &mut dyn Settled) {
+        self.finish(tokens, cost, to, false);
     }
 
-    fn finish(
-        &mut self,
-        tokens: u64,
-        cost: u64,
-        alert: &mut dyn FnMut(&'static str, Crossing),
-        refused: bool,
-    ) {
+    fn finish(&mut self, tokens: u64, cost: u64, to: &mut dyn Settled, refused: bool) {
         if self.done {
             return;
         }
@@ -290,6 +312,8 @@ impl Ticket {
         self.inflight.clear();
         let now = super::limits::now_nanos();
         let (minute, day) = (window_id(now, MINUTE), window_id(now, DAY));
+        let reserved = self.reserved_tokens;
+        let excess = tokens.saturating_sub(reserved);
         for h in &self.held {
             if refused {
                 if let Some(interval) = h.rps {
@@ -298,31 +322,110 @@ impl Ticket {
                 if h.rpm {
                     h.state.rpm.settle(self.minute, minute, 1, 0);
                 }
+            } else if h.rpm && self.mode == Mode::Outage {
+                h.state.leased.rpm.add(self.minute, 1);
+                to.window(&h.state, Kind::Rpm, self.minute, 1);
             }
-            if h.tpm {
-                h.state
-                    .tpm
-                    .settle(self.minute, minute, self.reserved_tokens, tokens);
-            }
-            if h.tpd {
-                h.state
-                    .tpd
-                    .settle(self.day, day, self.reserved_tokens, tokens);
+            for (on, window, lease, kind, id, now_id) in [
+                (
+                    h.tpm,
+                    &h.state.tpm,
+                    &h.state.leased.tpm,
+                    Kind::Tpm,
+                    self.minute,
+                    minute,
+                ),
+                (
+                    h.tpd,
+                    &h.state.tpd,
+                    &h.state.leased.tpd,
+                    Kind::Tpd,
+                    self.day,
+                    day,
+                ),
+            ] {
+                if !on {
+                    continue;
+                }
+                window.settle(id, now_id, reserved, tokens);
+                match self.mode {
+                    // Past the lease: the store must count the excess too.
+                    Mode::Leased if excess > 0 && !refused => {
+                        lease.add(now_id, excess);
+                        to.window(&h.state, kind, now_id, excess);
+                    }
+                    // Counted here only: the store hears of it on its return.
+                    Mode::Outage if !refused => {
+                        lease.add(id, tokens);
+                        to.window(&h.state, kind, id, tokens);
+                    }
+                    _ => {}
+                }
             }
             if let Some(b) = &h.budget {
                 let period = period_id(b.period, now / 1_000_000_000);
-                for c in h.state.spend.settle(b, period, self.reserved_cost, cost) {
-                    alert(h.name, c);
+                let crossed = h.state.spend.settle(b, period, self.reserved_cost, cost);
+                match self.mode {
+                    Mode::Memory => {
+                        for c in crossed {
+                            to.crossed(h.name, c);
+                        }
+                    }
+                    _ if refused => {}
+                    Mode::Leased => {
+                        let extra = cost.saturating_sub(self.reserved_cost);
+                        if extra > 0 {
+                            h.state.spend.add_lease(period, extra);
+                        }
+                        to.spend(h.name, &h.state, b, period, cost, extra);
+                    }
+                    Mode::Outage => {
+                        h.state.spend.add_lease(period, cost);
+                        to.spend(h.name, &h.state, b, period, cost, cost);
+                    }
                 }
             }
         }
     }
 }
 
+/// How a ticket was admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Only this process counts.
+    Memory,
+    /// Within leases taken from the shared store.
+    Leased,
+    /// The shared store is away (fail-open): counted locally, sent on its return.
+    Outage,
+}
+
+/// What a settlement reports beyond the local counters.
+pub trait Settled {
+    /// A budget threshold crossed (memory store: alerts decided here).
+    fn crossed(&mut self, _scope: &'static str, _c: Crossing) {}
+    /// Tokens or requests the shared store must add to a window.
+    fn window(&mut self, _state: &Arc<ScopeState>, _kind: Kind, _id: u64, _n: u64) {}
+    /// Spend for the shared store: `cost` spent, `committed` more committed.
+    fn spend(
+        &mut self,
+        _scope: &'static str,
+        _state: &Arc<ScopeState>,
+        _budget: &Arc<Budget>,
+        _period: u32,
+        _cost: u64,
+        _committed: u64,
+    ) {
+    }
+}
+
+struct NoOne;
+impl Settled for NoOne {}
+
 impl Drop for Ticket {
     /// A ticket never settled (a panic, a path that forgot) charges its reservation.
     fn drop(&mut self) {
         let (t, c) = (self.reserved_tokens, self.reserved_cost);
-        self.finish(t, c, &mut |_, _| {}, false);
+        self.finish(t, c, &mut NoOne, false);
     }
 }

@@ -139,6 +139,8 @@ struct SpendState {
     period: u32,
     spent: u64,
     reserved: u64,
+    /// With a shared store: what this instance leased of the budget.
+    leased: u64,
     /// Thresholds already alerted this period, by index.
     fired: u64,
 }
@@ -157,6 +159,7 @@ impl SpendState {
             *self = SpendState {
                 period,
                 reserved: self.reserved,
+                leased: self.reserved,
                 ..SpendState::default()
             };
         }
@@ -177,12 +180,19 @@ impl Spend {
 
     /// Reserves `max_cost`; refused only for a hard budget it would exceed.
     /// Returns what the budget had left when refused.
-    pub fn reserve(&self, b: &Budget, period: u32, max_cost: u64) -> Result<(), u64> {
+    /// `leased`: a shared store is in use, and only what this instance
+    /// leased of the budget may be committed here.
+    pub fn reserve(&self, b: &Budget, period: u32, max_cost: u64, leased: bool) -> Result<(), u64> {
         let mut s = self.lock();
         s.roll(period);
         let committed = s.spent + s.reserved;
-        if b.hard && committed + max_cost > b.limit {
-            return Err(b.limit.saturating_sub(committed));
+        let cap = if leased {
+            b.limit.min(s.leased)
+        } else {
+            b.limit
+        };
+        if b.hard && committed + max_cost > cap {
+            return Err(cap.saturating_sub(committed));
         }
         s.reserved += max_cost;
         Ok(())
@@ -206,6 +216,20 @@ impl Spend {
             }
         }
         out
+    }
+
+    /// This instance's committed and leased amounts.
+    pub fn headroom(&self, period: u32) -> (u64, u64) {
+        let mut s = self.lock();
+        s.roll(period);
+        (s.spent + s.reserved, s.leased)
+    }
+
+    /// More of the budget leased from the shared store.
+    pub fn add_lease(&self, period: u32, n: u64) {
+        let mut s = self.lock();
+        s.roll(period);
+        s.leased += n;
     }
 
     /// Spend rebuilt from records: thresholds it passed are not re-alerted.
@@ -262,12 +286,12 @@ mod tests {
     fn hard_budgets_refuse_what_could_exceed() {
         let b = budget(1e-6, true, vec![]); // 1000 nano-USD
         let s = Spend::default();
-        assert!(s.reserve(&b, 0, 600).is_ok());
-        assert_eq!(s.reserve(&b, 0, 600), Err(400));
+        assert!(s.reserve(&b, 0, 600, false).is_ok());
+        assert_eq!(s.reserve(&b, 0, 600, false), Err(400));
         s.settle(&b, 0, 600, 100);
-        assert!(s.reserve(&b, 0, 600).is_ok());
+        assert!(s.reserve(&b, 0, 600, false).is_ok());
         let soft = budget(1e-6, false, vec![]);
-        assert!(s.reserve(&soft, 0, 10_000).is_ok());
+        assert!(s.reserve(&soft, 0, 10_000, false).is_ok());
     }
 
     #[test]

@@ -23,8 +23,22 @@ pub struct ScopeState {
     pub tpm: Window,
     pub tpd: Window,
     pub spend: Spend,
+    /// With a shared store: what this instance leased of each window.
+    pub leased: Leased,
     /// Identifies the scope in the shared in-flight estimator.
     pub tag: u64,
+    /// `k:<id>`, `t:<name>`, `m:<model>` or `g:`: its name in the store.
+    pub name: String,
+}
+
+#[derive(Default)]
+pub struct Leased {
+    pub rpm: Window,
+    pub tpm: Window,
+    pub tpd: Window,
+    /// The store's totals at the last lease, for `x-ratelimit-remaining-*`.
+    pub rpm_seen: Window,
+    pub tpm_seen: Window,
 }
 
 /// A key as stored: only the SHA-256 of the secret.
@@ -174,6 +188,7 @@ impl Directory {
             .or_insert_with(|| {
                 Arc::new(ScopeState {
                     tag: fxhash(scope),
+                    name: scope.to_string(),
                     ..ScopeState::default()
                 })
             })

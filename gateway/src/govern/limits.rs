@@ -131,6 +131,25 @@ impl Window {
         }
     }
 
+    /// Adds `n` to window `id` (starting it if it is not the current one).
+    pub fn add(&self, id: u64, n: u64) {
+        let _ = self
+            .cell
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |c| {
+                let used = if window_of(c) == id {
+                    c & COUNT_MASK
+                } else {
+                    0
+                };
+                Some(pack(id, used + n))
+            });
+    }
+
+    /// Sets window `id` to `n`.
+    pub fn set(&self, id: u64, n: u64) {
+        self.cell.store(pack(id, n), Ordering::Release);
+    }
+
     /// Takes `n` if the window stays within `limit`; else the count it holds.
     pub fn take(&self, id: u64, n: u64, limit: u64) -> Result<u64, u64> {
         let mut cur = self.cell.load(Ordering::Relaxed);

@@ -13,22 +13,22 @@ pub mod directory;
 pub mod info;
 pub mod jwt;
 pub mod limits;
+pub mod reserve;
 pub mod service;
+pub mod shared;
 pub mod usage;
 pub mod usage_query;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use self::admit::{Ask, Scope, Ticket};
-use self::alerts::{Alert, Alerts};
-use self::budget::{nano_to_usd, period_id, Prices};
+use self::alerts::Alerts;
+use self::budget::{period_id, Prices};
 use self::directory::{hex, sha256, Directory, Key, KeyDef, ScopeState, Tenant};
 use self::limits::Limits;
 use self::usage::{UsageLog, UsageRecord};
 use crate::config::schema::{AuthMode, RawConfig, StoreKind};
 use crate::config::secret::Secret;
-use crate::errors::GatewayError;
 
 /// Who is calling: always a tenant; a key unless the caller came with a JWT.
 pub struct Caller {
@@ -76,15 +76,17 @@ pub struct Governance {
     pub(crate) admin_token: Option<Secret>,
     pub jwt: Option<jwt::Jwt>,
     pub dir: Directory,
-    global: (Limits, Arc<ScopeState>),
-    models: HashMap<String, (Limits, Arc<ScopeState>)>,
+    pub(crate) global: (Limits, Arc<ScopeState>),
+    pub(crate) models: HashMap<String, (Limits, Arc<ScopeState>)>,
     pub default_max_tokens: u64,
-    prices: Prices,
+    pub(crate) prices: Prices,
     pub usage: std::sync::OnceLock<Arc<UsageLog>>,
-    inflight: pingora_limits::inflight::Inflight,
+    pub(crate) inflight: pingora_limits::inflight::Inflight,
     pub alerts: Arc<Alerts>,
     /// Where the memory store keeps run-time changes to keys and tenants.
     state_file: Option<String>,
+    /// The Redis store, when configured.
+    pub shared: Option<Arc<shared::Shared>>,
     /// Token usage must be known: token limits, budgets or a usage log.
     pub counts_tokens: bool,
     usage_errors: prometheus::IntCounter,
@@ -230,12 +232,46 @@ impl Governance {
             }
         };
         let mut state_file = None;
-        match raw.store.kind {
-            StoreKind::Memory => state_file = raw.store.state.clone(),
-            StoreKind::Redis => bad(
-                "store.kind",
-                "redis is not available yet in this version; use `memory`".into(),
-            ),
+        let mut shared = None;
+        let st = &raw.store;
+        match st.kind {
+            StoreKind::Memory => state_file = st.state.clone(),
+            StoreKind::Redis => match st.url.as_deref().map(expand_env) {
+                None => bad(
+                    "store.url",
+                    "a redis store needs `url: redis://host:port`".into(),
+                ),
+                Some(Err(var)) => bad(
+                    "store.url",
+                    format!("environment variable {var} is not set"),
+                ),
+                Some(Ok(url)) => {
+                    let lease = st.lease.unwrap_or(0.02);
+                    if !(lease > 0.0 && lease <= 1.0) {
+                        bad(
+                            "store.lease",
+                            "a share of the limit, above 0 and at most 1".into(),
+                        );
+                    }
+                    match shared::Shared::new(
+                        &url,
+                        st.fail,
+                        lease,
+                        st.exact,
+                        st.usage_stream,
+                        registry,
+                    ) {
+                        Ok(s) => shared = Some(Arc::new(s)),
+                        Err(e) => bad("store.url", e),
+                    }
+                }
+            },
+        }
+        if st.usage_stream && raw.usage_log.is_none() {
+            bad(
+                "store.usage_stream",
+                "the stream copies the usage log: configure `usage_log` too".into(),
+            );
         }
         let metric = |name: &str, help: &str| {
             let c = prometheus::IntCounter::new(name, help);
@@ -296,6 +332,7 @@ impl Governance {
             inflight: pingora_limits::inflight::Inflight::new(),
             alerts: Arc::new(Alerts::new(sent, failed)),
             state_file,
+            shared,
             counts_tokens,
             usage_errors,
         })
@@ -304,123 +341,6 @@ impl Governance {
     /// Whether requests are admitted at all (a mode other than `none`, or limits).
     pub fn is_on(&self) -> bool {
         self.mode != AuthMode::None || !self.global.0.is_empty() || !self.models.is_empty()
-    }
-
-    /// Takes the request's share of every limit and budget that applies.
-    pub fn admit(
-        &self,
-        caller: Option<&Caller>,
-        model: &str,
-        upstream_model: &str,
-        prompt_tokens: u64,
-        max_tokens: Option<u64>,
-    ) -> Result<Ticket, GatewayError> {
-        let ask = Ask {
-            prompt_tokens,
-            max_tokens: max_tokens.unwrap_or(self.default_max_tokens),
-            price: self.prices.get(model, upstream_model),
-        };
-        let mut scopes: Vec<Scope<'_>> = Vec::with_capacity(4);
-        fn push<'a>(scopes: &mut Vec<Scope<'a>>, s: Scope<'a>) {
-            if !s.limits.is_empty() || s.budget.is_some() {
-                scopes.push(s);
-            }
-        }
-        if let Some(c) = caller {
-            if let Some(k) = &c.key {
-                push(
-                    &mut scopes,
-                    Scope {
-                        name: "key",
-                        limits: &k.limits,
-                        state: &k.state,
-                        budget: k.budget.as_ref(),
-                    },
-                );
-            }
-            push(
-                &mut scopes,
-                Scope {
-                    name: "tenant",
-                    limits: &c.tenant.limits,
-                    state: &c.tenant.state,
-                    budget: c.tenant.budget.as_ref(),
-                },
-            );
-        }
-        if let Some((l, s)) = self.models.get(model) {
-            push(
-                &mut scopes,
-                Scope {
-                    name: "model",
-                    limits: l,
-                    state: s,
-                    budget: None,
-                },
-            );
-        }
-        push(
-            &mut scopes,
-            Scope {
-                name: "gateway",
-                limits: &self.global.0,
-                state: &self.global.1,
-                budget: None,
-            },
-        );
-        Ticket::admit(&scopes, &self.inflight, &ask, limits::now_nanos())
-    }
-
-    /// Settles a ticket with what the request used, and fires the alerts
-    /// it triggered. Returns the request's cost in nano-USD.
-    pub fn settle(
-        &self,
-        caller: Option<&Caller>,
-        ticket: &mut Ticket,
-        usage: Option<&sluice_providers::Usage>,
-    ) -> u64 {
-        let (tokens, cost) = match usage {
-            Some(u) => (
-                u.prompt_tokens + u.completion_tokens,
-                ticket.price.map_or(0, |p| {
-                    p.cost(u.prompt_tokens, u.cache_read_tokens, u.completion_tokens)
-                }),
-            ),
-            // Nothing known (refused before it left, or no counter): nothing used.
-            None => (0, 0),
-        };
-        let now_ms = limits::now_nanos() / 1_000_000;
-        ticket.settle(tokens, cost, &mut |scope, crossing| {
-            let Some(c) = caller else { return };
-            let (id, budget) = match (&c.key, scope) {
-                (Some(k), "key") => (k.id.clone(), k.budget.clone()),
-                _ => (c.tenant.name.clone(), c.tenant.budget.clone()),
-            };
-            let Some(b) = budget else { return };
-            let Some(webhook) = b.webhook.clone() else {
-                tracing::warn!(
-                    scope,
-                    id = id.as_str(),
-                    threshold = crossing.fraction,
-                    "budget threshold crossed (no webhook)"
-                );
-                return;
-            };
-            let period = period_id(b.period, now_ms / 1000);
-            self.alerts.fire(Alert {
-                alert_id: format!("{scope}:{id}:{period}:{}", crossing.fraction),
-                kind: "budget_threshold",
-                scope,
-                id,
-                threshold: crossing.fraction,
-                budget_usd: b.usd,
-                spent_usd: nano_to_usd(crossing.spent),
-                period: b.period,
-                ts_ms: now_ms,
-                webhook,
-            });
-        });
-        cost
     }
 
     /// Sets the usage log, and rebuilds spend from its records.
@@ -468,6 +388,24 @@ impl Governance {
     pub fn state_file(&self) -> Option<&str> {
         self.state_file.as_deref()
     }
+}
+
+/// Expands `${VAR}` references in a value.
+fn expand_env(s: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let Some(j) = rest[i..].find('}') else {
+            out.push_str(&rest[i..]);
+            return Ok(out);
+        };
+        let var = &rest[i + 2..i + j];
+        out.push_str(&std::env::var(var).map_err(|_| var.to_string())?);
+        rest = &rest[i + j + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
-//! Governance's background work: delivering budget alerts, refreshing JWKS.
+//! Governance's background work: delivering budget alerts, refreshing
+//! JWKS, and with a shared store: sending settlements, watching the
+//! connection, and loading key changes made on other instances.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::connectors::http::Connector;
@@ -31,9 +34,29 @@ impl BackgroundService for GovernanceService {
                 tokio::time::sleep(jwt.refresh).await;
             }
         };
+        let store = async {
+            let Some(shared) = &gov.shared else {
+                return std::future::pending().await;
+            };
+            let flush = shared.flush_loop(|scope, id, b, fraction, spent| {
+                gov.alert(scope, id, b, fraction, spent)
+            });
+            let watch = async {
+                loop {
+                    // A PING each time: an outage is noticed even by an
+                    // instance living on its leases.
+                    if shared.connect().await {
+                        sync_overlay(gov).await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            };
+            tokio::join!(flush, watch);
+        };
         tokio::select! {
             _ = alerts.deliver(self.connector.clone()) => {}
             _ = jwks => {}
+            _ = store => {}
             _ = shutdown.changed() => {}
         }
     }
@@ -58,9 +81,40 @@ pub fn restore(
             Err(e) => return Err(format!("store.state {path}: {e}")),
         }
     }
+    if let Some(shared) = &gov.shared {
+        // The first load, before serving; its connection belongs to this
+        // short-lived runtime, so it is dropped and the service reconnects.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            if shared.connect().await {
+                sync_overlay(gov).await;
+            } else {
+                tracing::warn!("shared store unreachable at start: serving with the config's keys");
+            }
+        });
+        shared.disconnect();
+    }
     if let Some(cfg) = usage_log {
         let (log, records) = super::usage::UsageLog::open(cfg)?;
         gov.attach_usage(log, &records);
     }
     Ok(())
+}
+
+/// Loads the key and tenant overlay from the shared store if it changed.
+pub async fn sync_overlay(gov: &Governance) {
+    let Some(shared) = &gov.shared else { return };
+    match shared.load_overlay().await {
+        Ok(Some((version, overlay))) => match gov.dir.load(overlay) {
+            Ok(()) => shared
+                .overlay_version
+                .store(version, std::sync::atomic::Ordering::Release),
+            Err(e) => tracing::error!("keys from the shared store do not compile: {e}"),
+        },
+        Ok(None) => {}
+        Err(e) => tracing::warn!("cannot load keys from the shared store: {e}"),
+    }
 }

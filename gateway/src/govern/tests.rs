@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::schema::RawConfig;
+use crate::errors::GatewayError;
 use http::HeaderMap;
 
 fn gov(yaml: &str) -> Governance {
@@ -21,6 +22,23 @@ impl Auth for Governance {
             .unwrap()
             .block_on(self.authenticate(h))
     }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+}
+
+/// `Governance::admit` on a throwaway runtime.
+fn admit(
+    g: &Governance,
+    c: Option<&Caller>,
+    model: &str,
+    prompt: u64,
+    max: Option<u64>,
+) -> Result<admit::Ticket, GatewayError> {
+    rt().block_on(g.admit(c, model, model, prompt, max))
 }
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -88,13 +106,10 @@ fn a_refused_request_takes_nothing() {
     let c = g.auth(&headers(&[("x-api-key", "test")])).unwrap().unwrap();
     let mut held = Vec::new();
     for _ in 0..2 {
-        held.push(g.admit(Some(&c), "gpt-4o", "gpt-4o", 10, Some(10)).unwrap());
+        held.push(admit(&g, Some(&c), "gpt-4o", 10, Some(10)).unwrap());
     }
     // Concurrency 2: the third waits for a slot...
-    let e = g
-        .admit(Some(&c), "gpt-4o", "gpt-4o", 10, Some(10))
-        .err()
-        .unwrap();
+    let e = admit(&g, Some(&c), "gpt-4o", 10, Some(10)).err().unwrap();
     assert!(
         matches!(
             e,
@@ -109,27 +124,21 @@ fn a_refused_request_takes_nothing() {
         g.settle(Some(&c), &mut t, None);
     }
     // ...and did not use up the key's rpm of 3 or the tenant's 5.
-    let t = g.admit(Some(&c), "gpt-4o", "gpt-4o", 10, Some(10)).unwrap();
+    let t = admit(&g, Some(&c), "gpt-4o", 10, Some(10)).unwrap();
     assert_eq!(t.requests.unwrap().remaining, 0);
     drop(t);
-    let e = g
-        .admit(Some(&c), "gpt-4o", "gpt-4o", 10, Some(10))
-        .err()
-        .unwrap();
+    let e = admit(&g, Some(&c), "gpt-4o", 10, Some(10)).err().unwrap();
     assert!(e.to_string().contains("3 requests per minute"), "{e}");
     // Key b shares only the tenant's minute: 5 - 3 = 2 left.
     let b = g
         .auth(&headers(&[("x-api-key", "other")]))
         .unwrap()
         .unwrap();
-    let t = g.admit(Some(&b), "gpt-4o", "gpt-4o", 10, Some(10)).unwrap();
+    let t = admit(&g, Some(&b), "gpt-4o", 10, Some(10)).unwrap();
     assert_eq!(t.requests.unwrap().remaining, 1);
     drop(t);
-    g.admit(Some(&b), "gpt-4o", "gpt-4o", 10, Some(10)).unwrap();
-    let e = g
-        .admit(Some(&b), "gpt-4o", "gpt-4o", 10, Some(10))
-        .err()
-        .unwrap();
+    admit(&g, Some(&b), "gpt-4o", 10, Some(10)).unwrap();
+    let e = admit(&g, Some(&b), "gpt-4o", 10, Some(10)).err().unwrap();
     assert!(e.to_string().contains("tenant"), "{e}");
 }
 
@@ -137,15 +146,10 @@ fn a_refused_request_takes_nothing() {
 fn tokens_are_reserved_then_settled() {
     let g = gov(BASE);
     let c = g.auth(&headers(&[("x-api-key", "test")])).unwrap().unwrap();
-    let mut t = g
-        .admit(Some(&c), "gpt-4o", "gpt-4o", 100, Some(500))
-        .unwrap();
+    let mut t = admit(&g, Some(&c), "gpt-4o", 100, Some(500)).unwrap();
     assert_eq!(t.tokens.unwrap().remaining, 400);
     // Too much for what is left while the first is reserved.
-    let e = g
-        .admit(Some(&c), "gpt-4o", "gpt-4o", 100, Some(500))
-        .err()
-        .unwrap();
+    let e = admit(&g, Some(&c), "gpt-4o", 100, Some(500)).err().unwrap();
     assert!(matches!(
         e,
         GatewayError::RateLimited { kind: "tokens", .. }
@@ -156,13 +160,10 @@ fn tokens_are_reserved_then_settled() {
         ..Default::default()
     };
     g.settle(Some(&c), &mut t, Some(&usage));
-    let t2 = g
-        .admit(Some(&c), "gpt-4o", "gpt-4o", 100, Some(500))
-        .unwrap();
+    let t2 = admit(&g, Some(&c), "gpt-4o", 100, Some(500)).unwrap();
     assert_eq!(t2.tokens.unwrap().remaining, 1000 - 120 - 600);
     // A request larger than the whole limit says so.
-    let e = g
-        .admit(Some(&c), "gpt-4o", "gpt-4o", 100, Some(5000))
+    let e = admit(&g, Some(&c), "gpt-4o", 100, Some(5000))
         .err()
         .unwrap();
     assert!(e.to_string().contains("more than the limit"), "{e}");
@@ -187,7 +188,7 @@ keys:
             s.spawn(|| {
                 let c = g.auth(&headers(&[("x-api-key", "test")])).unwrap().unwrap();
                 for _ in 0..10 {
-                    if let Ok(mut t) = g.admit(Some(&c), "m", "m", 0, Some(100_000)) {
+                    if let Ok(mut t) = admit(&g, Some(&c), "m", 0, Some(100_000)) {
                         admitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let u = sluice_providers::Usage {
                             completion_tokens: 100_000,
@@ -204,7 +205,7 @@ keys:
     let v = c.tenant.state.spend.view(0);
     assert_eq!(v.spent, 1_000_000_000);
     assert_eq!(v.reserved, 0);
-    let e = g.admit(Some(&c), "m", "m", 0, Some(1)).err().unwrap();
+    let e = admit(&g, Some(&c), "m", 0, Some(1)).err().unwrap();
     assert!(matches!(e, GatewayError::BudgetExceeded(_)));
     assert_eq!(e.status(), 402);
 }

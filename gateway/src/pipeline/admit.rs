@@ -70,7 +70,7 @@ pub fn model_allowed(ctx: &RequestCtx, name: &str) -> Result<(), GatewayError> {
 
 /// Reserves the request's share; notes it in the usage log's write-ahead
 /// file so it is recorded even if this process dies before it ends.
-pub fn reserve(
+pub async fn reserve(
     ctx: &mut RequestCtx,
     model: &Model,
     body_len: usize,
@@ -87,13 +87,15 @@ pub fn reserve(
     // At most one token per 3 bytes of body for nearly all text; the
     // settlement replaces it with what the upstream reports.
     let prompt = body_len.div_ceil(3) as u64;
-    let ticket = gov.admit(
-        ctx.caller.as_ref(),
-        &model.name,
-        upstream,
-        prompt,
-        max_tokens,
-    )?;
+    let ticket = gov
+        .admit(
+            ctx.caller.as_ref(),
+            &model.name,
+            upstream,
+            prompt,
+            max_tokens,
+        )
+        .await?;
     if let (Some(log), Some(id)) = (gov.usage.get(), &ctx.request_id) {
         let mut r = record(ctx, id);
         r.prompt_tokens = prompt;

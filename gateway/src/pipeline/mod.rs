@@ -104,7 +104,7 @@ pub async fn handle(
 ) -> pingora::Result<bool> {
     session.set_keepalive(Some(60));
     let admitted = match admit::caller(session, ctx).await {
-        Ok(()) => passthrough::claim(session, ctx),
+        Ok(()) => passthrough::claim(session, ctx).await,
         Err(e) => Err(e),
     };
     match admitted {
@@ -174,7 +174,7 @@ async fn serve(
                 ));
             };
             ctx.status = 200;
-            let body = snapshot.governance.key_info(c);
+            let body = snapshot.governance.key_info(c).await;
             return respond::json(session, 200, body, ctx).await;
         }
         _ => {}
@@ -206,7 +206,7 @@ async fn serve(
         let out = translate::count_tokens(&body)?;
         return respond::json(session, 200, out, ctx).await;
     }
-    admit::reserve(ctx, &model, body.len(), probe.max_tokens)?;
+    admit::reserve(ctx, &model, body.len(), probe.max_tokens).await?;
     attempt::run(gw, session, ctx, &mut input, model).await
 }
 

@@ -34,7 +34,7 @@ pub struct PassCtx {
 /// Claims the request for a passthrough route when its path has the prefix.
 /// Takes the request when a passthrough route's prefix starts its path;
 /// only request limits apply to it (its body is never read).
-pub fn claim(session: &Session, ctx: &mut RequestCtx) -> Result<bool, GatewayError> {
+pub async fn claim(session: &Session, ctx: &mut RequestCtx) -> Result<bool, GatewayError> {
     let Some(route) = ctx
         .snapshot
         .passthrough_for(session.req_header().uri.path())
@@ -42,7 +42,7 @@ pub fn claim(session: &Session, ctx: &mut RequestCtx) -> Result<bool, GatewayErr
     else {
         return Ok(false);
     };
-    super::admit::reserve(ctx, &route.pool, 0, Some(0))?;
+    super::admit::reserve(ctx, &route.pool, 0, Some(0)).await?;
     ctx.model = Some(route.pool.clone());
     ctx.pass = Some(PassCtx {
         route,

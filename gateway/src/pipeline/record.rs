@@ -131,4 +131,7 @@ fn write(
     if let Err(e) = log.end(&r) {
         gov.usage_failed(&e);
     }
+    if let Some(shared) = &gov.shared {
+        shared.push_usage(|| serde_json::to_string(&r).unwrap_or_default());
+    }
 }
