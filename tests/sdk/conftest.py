@@ -232,3 +232,80 @@ def openai_base_url(translation_origin):
 def anthropic_base_url(translation_origin):
     """Base URL for `anthropic.Anthropic` (without `/v1`: the SDK posts to `/v1/messages`)."""
     return translation_origin
+
+
+# --- Governance: a third sluice that demands keys, in front of the same mock. ---
+
+CLIENT_KEY = "sk-sluice-client-key-0123456789"
+
+AUTH_CONFIG = """
+server:
+  listen: 127.0.0.1:{port}
+  admin_listen: 127.0.0.1:{admin}
+  threads: 1
+  access_log: false
+auth: {{ mode: keys, admin_token: "${{SLUICE_SDK_ADMIN}}" }}
+tenants:
+  acme: {{ models: ["m-*"], limits: {{ rpm: 10000, tpm: 10000000 }} }}
+keys:
+  - {{ id: sdk, tenant: acme, key: "${{SLUICE_SDK_CLIENT_KEY}}" }}
+providers:
+  up_openai:
+    kind: openai_compatible
+    base_url: "http://127.0.0.1:{mock}/v1"
+    api_key: "${{SLUICE_SDK_KEY}}"
+  up_anthropic:
+    kind: anthropic
+    base_url: "http://127.0.0.1:{mock}"
+    api_key: "${{SLUICE_SDK_KEY}}"
+models:
+  m-openai:
+    targets: [ {{ provider: up_openai, model: gpt-mock }} ]
+  m-anthropic:
+    targets: [ {{ provider: up_anthropic, model: claude-mock }} ]
+  other:
+    targets: [ {{ provider: up_openai, model: gpt-mock }} ]
+"""
+
+
+def start_auth(mock_port):
+    """One attempt at a sluice that demands keys; ((proc, port), cfg) or (None, cfg)."""
+    port, admin = free_port(), free_port()
+    cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    cfg.write(AUTH_CONFIG.format(port=port, admin=admin, mock=mock_port))
+    cfg.close()
+    binary = os.environ.get("SLUICE_BIN", "target/debug/sluice")
+    env = dict(
+        os.environ,
+        SLUICE_SDK_KEY=SDK_KEY,
+        SLUICE_SDK_CLIENT_KEY=CLIENT_KEY,
+        SLUICE_SDK_ADMIN="sdk-admin-token",
+    )
+    proc = subprocess.Popen([binary, "--config", cfg.name], stdout=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            return None, cfg.name
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=1) as r:
+                if json.load(r)["models_available"] >= 3:
+                    return (proc, port), cfg.name
+        except OSError:
+            time.sleep(0.05)
+    stop(proc)
+    return None, cfg.name
+
+
+@pytest.fixture(scope="session")
+def auth_origin(mock_port):
+    """`http://127.0.0.1:PORT` of a sluice that only serves key holders."""
+    for _ in range(5):
+        started, cfg = start_auth(mock_port)
+        if started:
+            proc, port = started
+            yield f"http://127.0.0.1:{port}"
+            stop(proc)
+            os.unlink(cfg)
+            return
+        os.unlink(cfg)
+    pytest.fail("sluice (auth config) did not start")

@@ -155,7 +155,13 @@ async fn serve(
     let req = session.req_header();
     // From the path alone, so 404 and 405 answers are in the client's format too.
     ctx.inbound = Endpoint::format_of_path(req.uri.path());
-    let endpoint = read::endpoint(&req.method, req.uri.path())?;
+    let (endpoint, deployment) = match read::azure(&req.method, req.uri.path()) {
+        Some(found) => {
+            let (ep, name) = found?;
+            (ep, Some(name))
+        }
+        None => (read::endpoint(&req.method, req.uri.path())?, None),
+    };
     ctx.endpoint = Some(endpoint);
     let snapshot = ctx.snapshot.clone();
     match endpoint {
@@ -179,7 +185,10 @@ async fn serve(
         }
         _ => {}
     }
-    let body = read::body(session, snapshot.max_request_body).await?;
+    let mut body = read::body(session, snapshot.max_request_body).await?;
+    if let Some(name) = &deployment {
+        body = read::with_model(body, name);
+    }
     let probe = probe::probe(endpoint, &body)?;
     ctx.stream = probe.stream;
     let mut input = translate::Input::new(endpoint, body.clone(), &probe);

@@ -45,6 +45,82 @@ impl Endpoint {
     }
 }
 
+/// Azure OpenAI's paths, `/openai/deployments/{name}/{operation}`, so its
+/// SDKs work unchanged: the endpoint and the deployment, which names the model.
+pub fn azure(
+    method: &http::Method,
+    path: &str,
+) -> Option<Result<(Endpoint, String), GatewayError>> {
+    let rest = path.strip_prefix("/openai/deployments/")?;
+    let (name, op) = rest.split_once('/')?;
+    let ep = match op.trim_end_matches('/') {
+        "chat/completions" => Endpoint::ChatCompletions,
+        "completions" => Endpoint::Completions,
+        "embeddings" => Endpoint::Embeddings,
+        _ => return None,
+    };
+    if method != http::Method::POST {
+        return Some(Err(GatewayError::MethodNotAllowed {
+            method: method.to_string(),
+            path: path.to_string(),
+            allowed: "POST",
+        }));
+    }
+    let name = percent_decode(name);
+    Some(Ok((ep, name)))
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, ..) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The body with `"model": <name>` first, unless it names a model already.
+pub fn with_model(body: bytes::Bytes, name: &str) -> bytes::Bytes {
+    #[derive(serde::Deserialize)]
+    struct Named<'a> {
+        #[serde(borrow)]
+        model: Option<&'a serde_json::value::RawValue>,
+    }
+    let named = serde_json::from_slice::<Named<'_>>(&body).is_ok_and(|n| n.model.is_some());
+    let Some(start) = body.iter().position(|b| !b.is_ascii_whitespace()) else {
+        return body;
+    };
+    if named || body[start] != b'{' {
+        return body;
+    }
+    let model = serde_json::Value::String(name.to_string()).to_string();
+    let rest = &body[start + 1..];
+    let empty = rest.iter().all(|b| b.is_ascii_whitespace() || *b == b'}');
+    let mut out = Vec::with_capacity(body.len() + model.len() + 12);
+    out.extend_from_slice(b"{\"model\":");
+    out.extend_from_slice(model.as_bytes());
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(rest);
+    bytes::Bytes::from(out)
+}
+
 pub fn endpoint(method: &http::Method, path: &str) -> Result<Endpoint, GatewayError> {
     let path = path.split('?').next().unwrap_or(path);
     let (ep, allowed) = match path.trim_end_matches('/') {
@@ -144,5 +220,30 @@ mod tests {
             405
         );
         assert_eq!(endpoint(&post, "/v2/nope").unwrap_err().status(), 404);
+    }
+
+    #[test]
+    fn azure_paths_name_the_model() {
+        let post = http::Method::POST;
+        let (ep, name) = azure(&post, "/openai/deployments/gpt%2D4o/chat/completions")
+            .unwrap()
+            .unwrap();
+        assert_eq!((ep, name.as_str()), (Endpoint::ChatCompletions, "gpt-4o"));
+        assert!(azure(&post, "/openai/deployments/x/images").is_none());
+        assert_eq!(
+            azure(&http::Method::GET, "/openai/deployments/x/embeddings")
+                .unwrap()
+                .unwrap_err()
+                .status(),
+            405
+        );
+        let b = |s: &str| bytes::Bytes::from(s.to_string());
+        assert_eq!(
+            with_model(b(r#" {"messages":[]}"#), "d\"q"),
+            b(r#"{"model":"d\"q","messages":[]}"#)
+        );
+        assert_eq!(with_model(b("{}"), "d"), b(r#"{"model":"d"}"#));
+        let named = b(r#"{"model":"keep","input":"x"}"#);
+        assert_eq!(with_model(named.clone(), "d"), named);
     }
 }
