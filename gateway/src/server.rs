@@ -72,6 +72,7 @@ pub fn run(source: Source, overrides: Overrides) -> Result<(), String> {
     }
     let governance = snapshot.governance.clone();
     crate::govern::service::restore(&governance, raw.usage_log.as_ref())?;
+    let governance_for_exit = governance.clone();
     let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
 
     let s = &raw.server;
@@ -142,7 +143,7 @@ pub fn run(source: Source, overrides: Overrides) -> Result<(), String> {
         ));
     }
 
-    spawn_drain_watch(&server, metrics);
+    spawn_drain_watch(&server, metrics, governance_for_exit);
     tracing::info!(listen = %s.listen, admin = %s.admin_listen, "sluice serving");
     server.run(RunArgs {
         shutdown_signal: Box::new(Signals),
@@ -175,7 +176,11 @@ impl ShutdownSignalWatch for Signals {
 }
 
 /// Pingora waits out the whole grace period; exit as soon as nothing is in flight.
-fn spawn_drain_watch(server: &Server, metrics: Arc<Metrics>) {
+fn spawn_drain_watch(
+    server: &Server,
+    metrics: Arc<Metrics>,
+    governance: Arc<crate::govern::Governance>,
+) {
     let mut phases = server.watch_execution_phase();
     std::thread::spawn(move || {
         while let Ok(phase) = phases.blocking_recv() {
@@ -187,6 +192,12 @@ fn spawn_drain_watch(server: &Server, metrics: Arc<Metrics>) {
                 std::thread::sleep(Duration::from_millis(100));
                 while metrics.in_flight.get() > 0 {
                     std::thread::sleep(Duration::from_millis(20));
+                }
+                // Batched usage records go to disk before the process does.
+                if let Some(log) = governance.usage.get() {
+                    if let Err(e) = log.flush() {
+                        tracing::error!("{e}");
+                    }
                 }
                 tracing::info!("drained; exiting");
                 std::process::exit(0);

@@ -45,6 +45,9 @@ pub struct Model {
     pub fallback: Vec<String>,
     pub fallback_context_length: Option<String>,
     pub fallback_content_policy: Option<String>,
+    /// The only filter is the token counter governance needs: a whole
+    /// same-format answer then gives its usage without decoding anything.
+    pub usage_only: bool,
 }
 
 pub struct Target {

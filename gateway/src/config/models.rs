@@ -108,8 +108,10 @@ pub(super) fn compile_models(
             Some(f) => (format!("{path}.filters"), raw.filters.merge(f)),
             None => ("filters".to_string(), raw.filters.clone()),
         };
+        let mut usage_only = false;
         if count_tokens && cfg.token_count.is_none() {
             // Limits, budgets and usage records need every request's usage.
+            usage_only = sluice_filters::Chain::compile(&cfg).is_ok_and(|c| c.is_empty());
             cfg.token_count = Some(sluice_filters::config::TokenCountConfig::default());
         }
         let filters = match sluice_filters::Chain::compile(&cfg) {
@@ -136,6 +138,7 @@ pub(super) fn compile_models(
             fallback: section.fallback.clone(),
             fallback_context_length: section.fallback_on.context_length.clone(),
             fallback_content_policy: section.fallback_on.content_policy.clone(),
+            usage_only,
         };
         models.insert(name.clone(), Arc::new(model));
     }
@@ -243,6 +246,7 @@ pub(super) fn compile_passthrough(
             fallback: Vec::new(),
             fallback_context_length: None,
             fallback_content_policy: None,
+            usage_only: false,
         };
         out.push(Arc::new(PassRoute {
             prefix: prefix.clone(),

@@ -17,6 +17,7 @@ pub mod reserve;
 pub mod service;
 pub mod shared;
 pub mod usage;
+mod usage_json;
 pub mod usage_query;
 
 use std::collections::HashMap;

@@ -6,7 +6,7 @@
 //! that has no final one, so a response that completed is never missing from
 //! the log, and never twice in it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -47,23 +47,35 @@ pub struct UsageRecord {
 struct Files {
     log: File,
     log_len: u64,
+    /// The write-ahead file being appended to, and its generation.
     wal: File,
+    wal_gen: u64,
     wal_len: u64,
-    /// Provisional lines of requests still running, by request id.
-    open: HashMap<String, Vec<u8>>,
+    /// Requests still running, by write-ahead generation. A generation's
+    /// file is deleted once it is no longer written and none are open.
+    open: BTreeMap<u64, u64>,
+    /// Reused for every line: no allocation per record.
+    buf: Vec<u8>,
+    /// Final records not yet written, and the generations of their notes:
+    /// a note may go only once its final record is in the log.
+    pending: Vec<u8>,
+    pending_gens: Vec<u64>,
 }
 
 pub struct UsageLog {
     path: PathBuf,
-    wal_path: PathBuf,
     fsync: Fsync,
     rotate_size: u64,
     files: Mutex<Files>,
 }
 
-/// Rewrite the write-ahead file once it holds this much, keeping only the
-/// requests still open.
-const WAL_COMPACT: u64 = 16 << 20;
+/// A new write-ahead generation starts once the current one holds this much.
+const WAL_ROTATE: u64 = 4 << 20;
+
+/// Final records are written in batches: every `FLUSH_EVERY`, or once this
+/// much is waiting. Until then their write-ahead notes stand in for them.
+const FLUSH_AT: usize = 256 << 10;
+const FLUSH_EVERY: Duration = Duration::from_millis(20);
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> String {
     format!("usage log: {what} {}: {e}", path.display())
@@ -77,33 +89,67 @@ fn append(path: &Path) -> Result<File, String> {
         .map_err(|e| io("cannot open", path, e))
 }
 
+/// `usage.jsonl` → `usage.jsonl.wal.<gen>`.
+fn wal_path(path: &Path, gen: u64) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".wal.{gen}"));
+    PathBuf::from(name)
+}
+
+/// The write-ahead files beside `path`, by generation.
+fn wal_files(path: &Path) -> Vec<(u64, PathBuf)> {
+    let (dir, stem) = dir_and_stem(path);
+    let prefix = format!("{stem}.wal.");
+    let mut out: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let gen = name.strip_prefix(&prefix)?.parse().ok()?;
+            Some((gen, e.path()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn dir_and_stem(path: &Path) -> (&Path, String) {
+    (
+        path.parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new(".")),
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    )
+}
+
 impl UsageLog {
-    /// Opens the log, replays the write-ahead file, and returns every record
-    /// on disk (rotated files included) so spend can be rebuilt.
+    /// Opens the log, replays the write-ahead files, and returns every
+    /// record on disk (rotated files included) so spend can be rebuilt.
     pub fn open(cfg: &UsageLogSection) -> Result<(Arc<UsageLog>, Vec<UsageRecord>), String> {
         let path = PathBuf::from(&cfg.path);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| io("cannot create", dir, e))?;
         }
-        let wal_path = path.with_extension("wal");
         let mut records = read_all(&path)?;
-        let pending = read_lines(&wal_path)?;
+        let wals = wal_files(&path);
+        let mut pending = Vec::new();
+        for (_, p) in &wals {
+            pending.extend(read_lines(p)?);
+        }
         let mut log = append(&path)?;
         if !pending.is_empty() {
-            let done: HashSet<&str> = records.iter().map(|r| r.request_id.as_str()).collect();
-            let mut replay = Vec::new();
-            for r in pending {
-                if !done.contains(r.request_id.as_str())
-                    && !replay
-                        .iter()
-                        .any(|x: &UsageRecord| x.request_id == r.request_id)
-                {
-                    replay.push(UsageRecord {
-                        replayed: true,
-                        ..r
-                    });
-                }
-            }
+            let mut seen: HashSet<String> = records.iter().map(|r| r.request_id.clone()).collect();
+            let replay: Vec<UsageRecord> = pending
+                .into_iter()
+                .filter(|r| seen.insert(r.request_id.clone()))
+                .map(|r| UsageRecord {
+                    replayed: true,
+                    ..r
+                })
+                .collect();
             let mut buf = Vec::new();
             for r in &replay {
                 line(&mut buf, r);
@@ -119,37 +165,49 @@ impl UsageLog {
             }
             records.extend(replay);
         }
-        let wal = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(&wal_path)
-            .map_err(|e| io("cannot open", &wal_path, e))?;
+        // Replayed (and synced): the old write-ahead files are done with.
+        for (_, p) in &wals {
+            std::fs::remove_file(p).map_err(|e| io("cannot remove", p, e))?;
+        }
+        let wal_gen = wals.last().map_or(0, |(g, _)| g + 1);
+        let wal = append(&wal_path(&path, wal_gen))?;
         let log_len = log.metadata().map(|m| m.len()).unwrap_or(0);
         let me = Arc::new(UsageLog {
             path,
-            wal_path,
             fsync: cfg.fsync,
             rotate_size: cfg.rotate_size.0 as u64,
             files: Mutex::new(Files {
                 log,
                 log_len,
                 wal,
+                wal_gen,
                 wal_len: 0,
-                open: HashMap::new(),
+                open: BTreeMap::new(),
+                buf: Vec::with_capacity(1024),
+                pending: Vec::with_capacity(FLUSH_AT + 4096),
+                pending_gens: Vec::new(),
             }),
         });
-        if cfg.fsync == Fsync::Interval {
-            let weak = Arc::downgrade(&me);
-            std::thread::Builder::new()
-                .name("usage-fsync".into())
-                .spawn(move || loop {
-                    std::thread::sleep(Duration::from_secs(1));
+        let weak = Arc::downgrade(&me);
+        let fsync = cfg.fsync;
+        std::thread::Builder::new()
+            .name("usage-flush".into())
+            .spawn(move || {
+                let mut since_sync = Duration::ZERO;
+                loop {
+                    std::thread::sleep(FLUSH_EVERY);
                     let Some(log) = weak.upgrade() else { return };
-                    log.sync();
-                })
-                .map_err(|e| format!("usage log: {e}"))?;
-        }
+                    if let Err(e) = log.flush() {
+                        tracing::error!("{e}");
+                    }
+                    since_sync += FLUSH_EVERY;
+                    if fsync == Fsync::Interval && since_sync >= Duration::from_secs(1) {
+                        since_sync = Duration::ZERO;
+                        log.sync();
+                    }
+                }
+            })
+            .map_err(|e| format!("usage log: {e}"))?;
         Ok((me, records))
     }
 
@@ -169,45 +227,98 @@ impl UsageLog {
     }
 
     /// Notes a request about to go upstream, charged at its reservation
-    /// should its end never be recorded.
-    pub fn begin(&self, provisional: &UsageRecord) -> Result<(), String> {
-        let mut buf = Vec::with_capacity(512);
-        line(&mut buf, provisional);
-        let mut f = self.lock();
+    /// should its end never be recorded. Answers the write-ahead
+    /// generation to hand back to `end`.
+    pub fn begin(&self, provisional: &UsageRecord) -> Result<u64, String> {
+        let mut guard = self.lock();
+        let f = &mut *guard;
+        if f.wal_len > WAL_ROTATE {
+            self.next_wal(f)?;
+        }
+        f.buf.clear();
+        line(&mut f.buf, provisional);
+        let gen = f.wal_gen;
         f.wal
-            .write_all(&buf)
-            .map_err(|e| io("cannot write", &self.wal_path, e))?;
+            .write_all(&f.buf)
+            .map_err(|e| io("cannot write", &wal_path(&self.path, gen), e))?;
         if self.fsync == Fsync::Always {
             f.wal
                 .sync_data()
-                .map_err(|e| io("cannot sync", &self.wal_path, e))?;
+                .map_err(|e| io("cannot sync", &wal_path(&self.path, gen), e))?;
         }
-        f.wal_len += buf.len() as u64;
-        f.open.insert(provisional.request_id.clone(), buf);
+        f.wal_len += f.buf.len() as u64;
+        *f.open.entry(gen).or_default() += 1;
+        Ok(gen)
+    }
+
+    /// Appends a request's final record; `gen` is what `begin` answered.
+    ///
+    /// A request noted in the write-ahead file has its record batched (the
+    /// note covers it until the batch is written); one that was not (refused
+    /// before admission) is written at once.
+    pub fn end(&self, record: &UsageRecord, gen: Option<u64>) -> Result<(), String> {
+        let mut guard = self.lock();
+        let f = &mut *guard;
+        let start = f.pending.len();
+        line(&mut f.pending, record);
+        if let Some(g) = gen {
+            f.pending_gens.push(g);
+        }
+        if gen.is_none() || f.pending.len() >= FLUSH_AT {
+            if let Err(e) = self.write_pending(f) {
+                // Kept out of the batch so one bad write does not repeat.
+                f.pending.truncate(start);
+                return Err(e);
+            }
+        }
         Ok(())
     }
 
-    /// Appends a request's final record.
-    pub fn end(&self, record: &UsageRecord) -> Result<(), String> {
-        let mut buf = Vec::with_capacity(512);
-        line(&mut buf, record);
-        let mut f = self.lock();
-        if f.log_len + buf.len() as u64 > self.rotate_size && f.log_len > 0 {
-            self.rotate(&mut f)?;
+    /// Writes the batched records; releases the notes they cover.
+    pub fn flush(&self) -> Result<(), String> {
+        let mut guard = self.lock();
+        self.write_pending(&mut guard)
+    }
+
+    fn write_pending(&self, f: &mut Files) -> Result<(), String> {
+        if f.pending.is_empty() {
+            return Ok(());
+        }
+        if f.log_len + f.pending.len() as u64 > self.rotate_size && f.log_len > 0 {
+            self.rotate(f)?;
         }
         f.log
-            .write_all(&buf)
+            .write_all(&f.pending)
             .map_err(|e| io("cannot write", &self.path, e))?;
-        f.log_len += buf.len() as u64;
-        f.open.remove(&record.request_id);
-        if f.open.is_empty() && f.wal_len > 0 {
-            // Nothing in flight: everything in the write-ahead file is settled.
-            if f.wal.set_len(0).is_ok() {
-                f.wal_len = 0;
+        f.log_len += f.pending.len() as u64;
+        f.pending.clear();
+        let current = f.wal_gen;
+        for g in std::mem::take(&mut f.pending_gens) {
+            let left = f.open.get_mut(&g).map(|n| {
+                *n = n.saturating_sub(1);
+                *n
+            });
+            if left == Some(0) {
+                f.open.remove(&g);
+                if g != current {
+                    // Every request it noted is in the log: it is not needed.
+                    let _ = std::fs::remove_file(wal_path(&self.path, g));
+                }
             }
-        } else if f.wal_len > WAL_COMPACT {
-            self.compact(&mut f)?;
         }
+        Ok(())
+    }
+
+    /// Starts the next write-ahead generation; the current one is deleted
+    /// now if nothing in it is open, else when its last request ends.
+    fn next_wal(&self, f: &mut Files) -> Result<(), String> {
+        let next = f.wal_gen + 1;
+        f.wal = append(&wal_path(&self.path, next))?;
+        if !f.open.contains_key(&f.wal_gen) {
+            let _ = std::fs::remove_file(wal_path(&self.path, f.wal_gen));
+        }
+        f.wal_gen = next;
+        f.wal_len = 0;
         Ok(())
     }
 
@@ -222,47 +333,22 @@ impl UsageLog {
         Ok(())
     }
 
-    fn compact(&self, f: &mut Files) -> Result<(), String> {
-        let tmp = self.wal_path.with_extension("wal.tmp");
-        let mut out = File::create(&tmp).map_err(|e| io("cannot create", &tmp, e))?;
-        let mut len = 0;
-        for l in f.open.values() {
-            out.write_all(l).map_err(|e| io("cannot write", &tmp, e))?;
-            len += l.len() as u64;
-        }
-        out.sync_data().map_err(|e| io("cannot sync", &tmp, e))?;
-        std::fs::rename(&tmp, &self.wal_path).map_err(|e| io("cannot rename", &tmp, e))?;
-        f.wal = OpenOptions::new()
-            .append(true)
-            .open(&self.wal_path)
-            .map_err(|e| io("cannot open", &self.wal_path, e))?;
-        f.wal_len = len;
-        Ok(())
-    }
-
-    /// Every record on disk, oldest first (for `/admin/usage`).
+    /// Every record, oldest first (for `/admin/usage`).
     pub fn records(&self) -> Result<Vec<UsageRecord>, String> {
+        self.flush()?;
         read_all(&self.path)
     }
 }
 
 fn line(buf: &mut Vec<u8>, r: &UsageRecord) {
-    if serde_json::to_writer(&mut *buf, r).is_ok() {
-        buf.push(b'\n');
-    }
+    super::usage_json::write(buf, r);
+    buf.push(b'\n');
 }
 
 /// Records of the rotated files (oldest first), then of the live one.
 fn read_all(path: &Path) -> Result<Vec<UsageRecord>, String> {
     let mut files = Vec::new();
-    let (dir, stem) = (
-        path.parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new(".")),
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-    );
+    let (dir, stem) = dir_and_stem(path);
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -336,20 +422,25 @@ mod tests {
         {
             let (log, old) = UsageLog::open(&cfg(&d, 1 << 20)).unwrap();
             assert!(old.is_empty());
-            log.begin(&rec("a", 5)).unwrap();
+            let g = log.begin(&rec("a", 5)).unwrap();
             log.begin(&rec("b", 7)).unwrap();
-            log.end(&rec("a", 3)).unwrap();
-            // "b" never ends: the process dies here.
+            let gc = log.begin(&rec("c", 9)).unwrap();
+            log.end(&rec("a", 3), Some(g)).unwrap();
+            log.flush().unwrap();
+            // "c" ends but its record is still batched, "b" never ends:
+            // the process dies here.
+            log.end(&rec("c", 4), Some(gc)).unwrap();
+            std::mem::forget(log);
         }
         let (_, records) = UsageLog::open(&cfg(&d, 1 << 20)).unwrap();
         let ids: Vec<_> = records
             .iter()
             .map(|r| (r.request_id.as_str(), r.cost_nano_usd, r.replayed))
             .collect();
-        assert_eq!(ids, vec![("a", 3, false), ("b", 7, true)]);
+        assert_eq!(ids, vec![("a", 3, false), ("b", 7, true), ("c", 9, true)]);
         // A second restart replays nothing more.
         let (_, again) = UsageLog::open(&cfg(&d, 1 << 20)).unwrap();
-        assert_eq!(again.len(), 2);
+        assert_eq!(again.len(), 3);
         let _ = std::fs::remove_dir_all(&d);
     }
 
@@ -359,14 +450,37 @@ mod tests {
         let (log, _) = UsageLog::open(&cfg(&d, 300)).unwrap();
         for i in 0..20 {
             let id = format!("r{i}");
-            log.begin(&rec(&id, i)).unwrap();
-            log.end(&rec(&id, i)).unwrap();
+            let g = log.begin(&rec(&id, i)).unwrap();
+            log.end(&rec(&id, i), Some(g)).unwrap();
+            log.flush().unwrap();
         }
         let files = std::fs::read_dir(&d).unwrap().count();
         assert!(files > 3, "{files} files");
         let all = log.records().unwrap();
         let costs: Vec<u64> = all.iter().map(|r| r.cost_nano_usd).collect();
         assert_eq!(costs, (0..20).collect::<Vec<_>>());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn write_ahead_generations_go_once_their_requests_end() {
+        let d = tmpdir("gens");
+        let (log, _) = UsageLog::open(&cfg(&d, 1 << 30)).unwrap();
+        let wals = || wal_files(&d.join("usage.jsonl")).len();
+        let held = log.begin(&rec("held", 1)).unwrap();
+        let mut big = rec("x", 1);
+        big.model = Some("m".repeat(4000));
+        for i in 0..2000 {
+            big.request_id = format!("r{i}");
+            let g = log.begin(&big).unwrap();
+            log.end(&big, Some(g)).unwrap();
+        }
+        log.flush().unwrap();
+        // The first generation waits for "held"; the finished ones are gone.
+        assert_eq!(wals(), 2, "{:?}", wal_files(&d.join("usage.jsonl")));
+        log.end(&rec("held", 1), Some(held)).unwrap();
+        log.flush().unwrap();
+        assert_eq!(wals(), 1);
         let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -103,10 +103,11 @@ pub async fn reserve(
         r.cost_nano_usd = ticket.reserved_cost;
         r.cost_usd = crate::govern::budget::nano_to_usd(ticket.reserved_cost);
         r.model = Some(model.name.clone());
-        log.begin(&r).map_err(|e| {
+        let gen = log.begin(&r).map_err(|e| {
             gov.usage_failed(&e);
             GatewayError::Internal("the usage log cannot be written".into())
         })?;
+        ctx.wal_gen = Some(gen);
     }
     ctx.ticket = Some(ticket);
     Ok(())
@@ -126,7 +127,28 @@ pub fn record(ctx: &RequestCtx, id: &str) -> UsageRecord {
     }
 }
 
-/// `x-sluice-request-id` and OpenAI's `x-ratelimit-*` headers.
+/// A reset time as OpenAI spells it; whole seconds up to a minute (the
+/// common case) come from a table, not a new string.
+fn reset_value(d: std::time::Duration) -> http::HeaderValue {
+    static SECONDS: std::sync::LazyLock<Vec<http::HeaderValue>> = std::sync::LazyLock::new(|| {
+        (0..=60u64)
+            .map(|s| {
+                http::HeaderValue::try_from(format!("{s}s"))
+                    .unwrap_or(http::HeaderValue::from_static("0s"))
+            })
+            .collect()
+    });
+    let s = d.as_secs();
+    if d.subsec_nanos() == 0 || (1..60).contains(&s) {
+        if let Some(v) = SECONDS.get(s as usize + usize::from(d.subsec_nanos() > 0)) {
+            return v.clone();
+        }
+    }
+    http::HeaderValue::try_from(fmt_duration(d)).unwrap_or(http::HeaderValue::from_static("0s"))
+}
+
+/// `x-sluice-request-id` and OpenAI's `x-ratelimit-*` headers. Names are
+/// static strings: Pingora takes those without copying or re-titling them.
 pub fn headers(resp: &mut ResponseHeader, ctx: &RequestCtx) {
     const NAMES: [[&str; 3]; 2] = [
         [
@@ -146,8 +168,22 @@ pub fn headers(resp: &mut ResponseHeader, ctx: &RequestCtx) {
     let Some(t) = &ctx.ticket else { return };
     for ([limit, remaining, reset], view) in NAMES.iter().zip([t.requests, t.tokens]) {
         let Some(v) = view else { continue };
-        let _ = resp.insert_header(*limit, v.limit);
-        let _ = resp.insert_header(*remaining, v.remaining);
-        let _ = resp.insert_header(*reset, fmt_duration(v.reset));
+        let _ = resp.insert_header(*limit, http::HeaderValue::from(v.limit));
+        let _ = resp.insert_header(*remaining, http::HeaderValue::from(v.remaining));
+        let _ = resp.insert_header(*reset, reset_value(v.reset));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reset_value;
+    use std::time::Duration;
+
+    #[test]
+    fn reset_values_round_up_to_whole_seconds_within_a_minute() {
+        assert_eq!(reset_value(Duration::from_millis(12_300)), "13s");
+        assert_eq!(reset_value(Duration::from_secs(60)), "60s");
+        assert_eq!(reset_value(Duration::from_millis(300)), "300ms");
+        assert_eq!(reset_value(Duration::from_secs(3_700)), "1h1m40s");
     }
 }

@@ -152,6 +152,9 @@ pub(super) async fn relay(
         ctx.status = resp.status.as_u16();
         let start = match body {
             Body::Whole(body) => {
+                if let Some(run) = ctx.filters.as_mut().filter(|r| r.cx.usage.is_none()) {
+                    run.cx.usage = provider.format.codec().decode_usage(&body);
+                }
                 let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len());
                 resp.remove_header(&http::header::TRANSFER_ENCODING);
                 let sent = whole(session, ctx, resp, body).await;

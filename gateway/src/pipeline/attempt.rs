@@ -150,7 +150,13 @@ pub async fn run(
         let target = &model.targets[i];
         if ctx.filters.is_none() && !first.filters.is_empty() {
             let mut run = first.filters.start(&target.upstream_model);
-            let filtered = input.filter(&mut run);
+            // Counting alone needs no decoded request unless a stream must be
+            // translated to be counted; the answer's usage is read off it.
+            let filtered = if first.usage_only && !input.stream {
+                Ok(())
+            } else {
+                input.filter(&mut run)
+            };
             ctx.filters = Some(run);
             filtered?;
         }

@@ -54,6 +54,8 @@ pub struct RequestCtx {
     pub caller: Option<crate::govern::Caller>,
     /// The request's reservation, settled once by `record`.
     pub ticket: Option<crate::govern::admit::Ticket>,
+    /// The usage log's write-ahead generation holding this request's note.
+    pub wal_gen: Option<u64>,
     _in_flight: InFlight,
 }
 
@@ -90,6 +92,7 @@ impl RequestCtx {
             request_id: None,
             caller: None,
             ticket: None,
+            wal_gen: None,
             _in_flight: InFlight(in_flight.clone()),
         }
     }

@@ -128,7 +128,7 @@ fn write(
         (Some(s), Some(h)) => Some(ms(h - s)),
         _ => None,
     };
-    if let Err(e) = log.end(&r) {
+    if let Err(e) = log.end(&r, ctx.wal_gen) {
         gov.usage_failed(&e);
     }
     if let Some(shared) = &gov.shared {

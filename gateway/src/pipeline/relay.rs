@@ -39,8 +39,10 @@ pub fn response_header(
         provider: provider.name.clone(),
         cause: format!("bad response head: {e}"),
     };
-    let mut resp =
-        ResponseHeader::build(head.status, Some(head.headers.len() + 1)).map_err(internal)?;
+    // Without a case map: names go out lower-case (HTTP/2 style), and each
+    // insert is one map update instead of two plus a copy of the name.
+    let mut resp = ResponseHeader::build_no_case(head.status, Some(head.headers.len() + 8))
+        .map_err(internal)?;
     for (name, value) in head.headers.iter() {
         if !hop_by_hop(name.as_str()) {
             resp.append_header(name.clone(), value.clone())

@@ -23,7 +23,7 @@ async fn json_with(
     retry_after: Option<u64>,
     ctx: &RequestCtx,
 ) -> Result<(), GatewayError> {
-    let mut resp = ResponseHeader::build(status, Some(3))
+    let mut resp = ResponseHeader::build_no_case(status, Some(12))
         .map_err(|e| GatewayError::Internal(format!("response head: {e}")))?;
     let _ = resp.insert_header(http::header::CONTENT_TYPE, "application/json");
     if let Some(s) = retry_after {

@@ -58,7 +58,7 @@ pub fn plain_head(
     provider: &Provider,
 ) -> Result<Box<ResponseHeader>, GatewayError> {
     let internal = |e: Box<pingora::Error>| GatewayError::Internal(format!("response head: {e}"));
-    let mut h = ResponseHeader::build(status, Some(8)).map_err(internal)?;
+    let mut h = ResponseHeader::build_no_case(status, Some(16)).map_err(internal)?;
     h.insert_header(http::header::CONTENT_TYPE, content_type)
         .map_err(internal)?;
     h.insert_header("x-sluice-provider", provider.name.as_str())
@@ -82,7 +82,7 @@ impl Relay<'_> {
     ) -> Result<Box<ResponseHeader>, GatewayError> {
         let internal =
             |e: Box<pingora::Error>| GatewayError::Internal(format!("response head: {e}"));
-        let empty = ResponseHeader::build(status, None).map_err(internal)?;
+        let empty = ResponseHeader::build_no_case(status, None).map_err(internal)?;
         let mut h = plain_head(
             status,
             content_type,

@@ -64,7 +64,15 @@ struct RawDetails {
 /// The usage of a response without building the rest: other fields are
 /// skipped, not allocated.
 pub fn usage_only(body: &[u8]) -> Option<Usage> {
-    let u = serde_json::from_slice::<UsageOnly>(body).ok()?.usage?;
+    // Fast: find the top-level `usage` by a byte scan and parse only it.
+    let scanned = crate::json_scan::top_level_value(body, "usage").and_then(|at| {
+        let mut de = serde_json::Deserializer::from_slice(&body[at..]);
+        <Option<RawUsage> as serde::Deserialize>::deserialize(&mut de).ok()
+    });
+    let u = match scanned {
+        Some(u) => u?,
+        None => serde_json::from_slice::<UsageOnly>(body).ok()?.usage?,
+    };
     Some(Usage {
         prompt_tokens: u.prompt_tokens,
         completion_tokens: u.completion_tokens,
