@@ -108,6 +108,12 @@ fn bad_units_explain_themselves() {
 
 #[test]
 fn every_shipped_config_validates() {
+    // What conf/governance.yaml reads from the environment.
+    for var in ["SLUICE_ADMIN_TOKEN", "ACME_APP_KEY"] {
+        if std::env::var(var).is_err() {
+            std::env::set_var(var, "example-value-for-the-config-test");
+        }
+    }
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf");
     let mut n = 0;
     for entry in std::fs::read_dir(dir).unwrap() {

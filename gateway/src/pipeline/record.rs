@@ -73,8 +73,9 @@ fn settle(ctx: &mut RequestCtx) {
     // Not sent upstream (refused, bad input): nothing was used.
     let usage = usage.filter(|_| ctx.attempts > 0 || ctx.pass.is_some());
     let Some(mut ticket) = ctx.ticket.take() else {
-        // Refused before admission (401s are not recorded: no one to charge).
-        if ctx.caller.is_some() {
+        // Refused before admission: recorded for the caller (401s are not:
+        // no one to charge). Model lists and key info are not usage.
+        if ctx.caller.is_some() && !(200..300).contains(&ctx.status) {
             write(&gov, ctx, &id, None, 0);
         }
         return;
