@@ -75,7 +75,7 @@ fn admission(c: &mut Criterion) {
         |b| {
             b.iter(|| {
                 let mut t = ready(gov.admit(Some(&caller), "m", "m", 340, Some(256))).unwrap();
-                gov.settle(Some(&caller), &mut t, Some(&usage))
+                gov.settle(Some(&caller), &mut t, Some(&usage), None)
             })
         },
     );

@@ -52,6 +52,16 @@ fn claims(tenant: &str, aud: &str, exp_in: i64) -> serde_json::Value {
     })
 }
 
+fn without(mut c: serde_json::Value, field: &str) -> serde_json::Value {
+    c.as_object_mut().unwrap().remove(field);
+    c
+}
+
+fn nbf_later(mut c: serde_json::Value) -> serde_json::Value {
+    c["nbf"] = (now() + 3600).into();
+    c
+}
+
 fn sign(k: &SigningKey, c: &serde_json::Value) -> String {
     let mut h = Header::new(Algorithm::ES256);
     h.kid = Some(k.kid.clone());
@@ -122,6 +132,15 @@ async fn es256_from_a_file_with_rotation_and_every_refusal() {
         (
             sign(&k2, &claims("acme", "sluice", 300)),
             "unknown signing key 'k2'",
+        ),
+        // A configured audience must be present, not merely not wrong.
+        (
+            sign(&k1, &without(claims("acme", "sluice", 300), "aud")),
+            "aud",
+        ),
+        (
+            sign(&k1, &nbf_later(claims("acme", "sluice", 300))),
+            "ImmatureSignature",
         ),
     ] {
         let (s, body) = status(&gw, &bad).await;

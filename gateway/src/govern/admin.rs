@@ -70,7 +70,7 @@ fn key_json(k: &KeyDef) -> Value {
     })
 }
 
-fn valid_id(id: &str) -> bool {
+pub(super) fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
         && id
@@ -83,6 +83,12 @@ impl Governance {
     /// `/admin/usage`; `None` when the path is none of these.
     pub async fn admin(&self, method: &str, path: &str, query: &str, body: &[u8]) -> Option<Reply> {
         let parts: Vec<&str> = path.trim_end_matches('/').split('/').skip(2).collect();
+        // Changes one at a time: each reads the state it then changes.
+        let _serial = if method == "GET" {
+            None
+        } else {
+            Some(self.admin_lock.lock().await)
+        };
         let r = match (method, parts.as_slice()) {
             ("GET", ["keys"]) => self.list_keys(),
             ("POST", ["keys"]) => self.create_key(body).await,
@@ -111,8 +117,14 @@ impl Governance {
         f: impl FnOnce(&mut Overlay) -> Result<(), String> + Send,
     ) -> Result<(), Reply> {
         let Some(shared) = &self.shared else {
+            let before = self.dir.overlay();
             let overlay = self.dir.change(f).map_err(|e| err(400, e))?;
-            return self.persist(&overlay).map_err(|e| err(500, e));
+            if let Err(e) = self.persist(&overlay) {
+                // Not kept, so not applied either.
+                let _ = self.dir.load(before);
+                return Err(err(500, e));
+            }
+            return Ok(());
         };
         // Change the latest overlay, then store it only if nobody else
         // changed it meanwhile; on a conflict the store's version is reloaded.
@@ -207,6 +219,10 @@ impl Governance {
         };
         if let Err(r) = self
             .apply(|o| {
+                // Another instance may have created it since the check above.
+                if matches!(o.keys.get(&id), Some(Some(_))) {
+                    return Err(format!("key '{id}' exists; rotate or delete it"));
+                }
                 o.keys.insert(id.clone(), Some(def));
                 Ok(())
             })
@@ -224,6 +240,10 @@ impl Governance {
         f(&mut def);
         let out = def.clone();
         self.apply(|o| {
+            // Another instance may have deleted it since it was read.
+            if matches!(o.keys.get(id), Some(None)) {
+                return Err(format!("key '{id}' was deleted"));
+            }
             o.keys.insert(id.to_string(), Some(def));
             Ok(())
         })

@@ -24,7 +24,7 @@ pub struct Ask {
 
 impl Ask {
     pub fn tokens(&self) -> u64 {
-        self.prompt_tokens + self.max_tokens
+        self.prompt_tokens.saturating_add(self.max_tokens)
     }
 
     pub fn max_cost(&self) -> u64 {
@@ -296,6 +296,12 @@ impl Ticket {
     /// Gives everything back: the request was refused.
     fn release(&mut self) {
         self.finish(0, 0, &mut NoOne, true);
+    }
+
+    /// Gives everything back after admission: the request was refused
+    /// before it went anywhere.
+    pub fn refuse(&mut self) {
+        self.release();
     }
 
     /// Replaces the reservation by actual usage; tells `to` what the

@@ -31,6 +31,7 @@ impl Price {
         let c = (prompt - cached) as f64 * self.input
             + cached as f64 * self.cached_input
             + completion as f64 * self.output;
+        // Saturates, as float casts do, far beyond any real budget.
         c.ceil() as u64
     }
 }
@@ -153,8 +154,10 @@ pub struct Crossing {
 }
 
 impl SpendState {
+    /// Moves to `period` if it is newer: a request that read the clock
+    /// before a rollover never takes the counters back.
     fn roll(&mut self, period: u32) {
-        if self.period != period {
+        if period > self.period {
             // Reservations in flight stay: they settle into the new period.
             *self = SpendState {
                 period,
@@ -185,16 +188,16 @@ impl Spend {
     pub fn reserve(&self, b: &Budget, period: u32, max_cost: u64, leased: bool) -> Result<(), u64> {
         let mut s = self.lock();
         s.roll(period);
-        let committed = s.spent + s.reserved;
+        let committed = s.spent.saturating_add(s.reserved);
         let cap = if leased {
             b.limit.min(s.leased)
         } else {
             b.limit
         };
-        if b.hard && committed + max_cost > cap {
+        if b.hard && committed.saturating_add(max_cost) > cap {
             return Err(cap.saturating_sub(committed));
         }
-        s.reserved += max_cost;
+        s.reserved = s.reserved.saturating_add(max_cost);
         Ok(())
     }
 
@@ -203,7 +206,7 @@ impl Spend {
         let mut s = self.lock();
         s.roll(period);
         s.reserved = s.reserved.saturating_sub(reserved);
-        s.spent += actual;
+        s.spent = s.spent.saturating_add(actual);
         let mut out = Vec::new();
         for (i, (at, fraction)) in b.alerts.iter().enumerate().take(64) {
             let bit = 1u64 << i;
@@ -222,14 +225,14 @@ impl Spend {
     pub fn headroom(&self, period: u32) -> (u64, u64) {
         let mut s = self.lock();
         s.roll(period);
-        (s.spent + s.reserved, s.leased)
+        (s.spent.saturating_add(s.reserved), s.leased)
     }
 
     /// More of the budget leased from the shared store.
     pub fn add_lease(&self, period: u32, n: u64) {
         let mut s = self.lock();
         s.roll(period);
-        s.leased += n;
+        s.leased = s.leased.saturating_add(n);
     }
 
     /// Spend rebuilt from records: thresholds it passed are not re-alerted.

@@ -178,14 +178,21 @@ impl Jwt {
         };
         let mut v = Validation::new(header.alg);
         v.leeway = self.leeway;
-        v.set_required_spec_claims(&["exp"]);
+        v.validate_nbf = true;
+        // A configured issuer or audience must be present, not only match.
+        let mut required = vec!["exp"];
         if let Some(iss) = &self.issuer {
             v.set_issuer(&[iss]);
+            required.push("iss");
         }
         match &self.audience {
-            Some(aud) => v.set_audience(&[aud]),
+            Some(aud) => {
+                v.set_audience(&[aud]);
+                required.push("aud");
+            }
             None => v.validate_aud = false,
         }
+        v.set_required_spec_claims(&required);
         let mut last = String::from("no key");
         for key in candidates {
             match jsonwebtoken::decode::<serde_json::Value>(token, &key, &v) {

@@ -120,6 +120,18 @@ pub fn reset_in(now: u64, len: u64) -> Duration {
     Duration::from_nanos(len - now % len)
 }
 
+/// Whether the window of `cell` comes after window `b` (ids wrap at 24
+/// bits); a cell never used is older than everything.
+fn newer_cell(cell: u64, b: u64) -> bool {
+    cell != 0 && newer(window_of(cell), b)
+}
+
+/// Whether window `a` comes after `b` (ids wrap at 24 bits).
+fn newer(a: u64, b: u64) -> bool {
+    let d = a.wrapping_sub(b) & ((1 << (64 - COUNT_BITS)) - 1);
+    d != 0 && d < 1 << (63 - COUNT_BITS)
+}
+
 impl Window {
     /// What the window `id` holds now.
     pub fn used(&self, id: u64) -> u64 {
@@ -131,17 +143,20 @@ impl Window {
         }
     }
 
-    /// Adds `n` to window `id` (starting it if it is not the current one).
+    /// Adds `n` to window `id` (starting it if it is not the current one);
+    /// a later window that began meanwhile is left alone.
     pub fn add(&self, id: u64, n: u64) {
         let _ = self
             .cell
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |c| {
-                let used = if window_of(c) == id {
-                    c & COUNT_MASK
+                let (w, used) = (window_of(c), c & COUNT_MASK);
+                if w == id {
+                    Some(pack(id, used.saturating_add(n)))
+                } else if newer_cell(c, id) {
+                    None
                 } else {
-                    0
-                };
-                Some(pack(id, used + n))
+                    Some(pack(id, n))
+                }
             });
     }
 
@@ -151,24 +166,27 @@ impl Window {
     }
 
     /// Takes `n` if the window stays within `limit`; else the count it holds.
+    /// A caller whose clock reading is older than the cell's window is
+    /// refused rather than allowed to wipe the newer window's count.
     pub fn take(&self, id: u64, n: u64, limit: u64) -> Result<u64, u64> {
         let mut cur = self.cell.load(Ordering::Relaxed);
         loop {
-            let used = if window_of(cur) == id {
-                cur & COUNT_MASK
-            } else {
-                0
-            };
-            if used + n > limit {
+            let w = window_of(cur);
+            if newer_cell(cur, id) {
+                return Err(cur & COUNT_MASK);
+            }
+            let used = if w == id { cur & COUNT_MASK } else { 0 };
+            let after = used.saturating_add(n);
+            if after > limit {
                 return Err(used);
             }
             match self.cell.compare_exchange_weak(
                 cur,
-                pack(id, used + n),
+                pack(id, after),
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Ok(used + n),
+                Ok(_) => return Ok(after),
                 Err(actual) => cur = actual,
             }
         }
@@ -183,10 +201,13 @@ impl Window {
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |c| {
                 let (w, used) = (window_of(c), c & COUNT_MASK);
                 if id == now_id && w == id {
-                    Some(pack(w, (used + actual).saturating_sub(reserved)))
-                } else if actual > reserved {
+                    Some(pack(
+                        w,
+                        used.saturating_add(actual).saturating_sub(reserved),
+                    ))
+                } else if actual > reserved && !newer_cell(c, now_id) {
                     let base = if w == now_id { used } else { 0 };
-                    Some(pack(now_id, base + actual - reserved))
+                    Some(pack(now_id, base.saturating_add(actual - reserved)))
                 } else {
                     None
                 }
@@ -228,6 +249,18 @@ mod tests {
         assert_eq!(w.used(8), 100 + 20);
         w.settle(7, 8, 30, 10);
         assert_eq!(w.used(8), 120);
+    }
+
+    #[test]
+    fn a_stale_clock_never_takes_a_window_back() {
+        let w = Window::default();
+        assert_eq!(w.take(8, 50, 100), Ok(50));
+        // A request that read the clock in window 7 is refused...
+        assert_eq!(w.take(7, 1, 100), Err(50));
+        // ...and adding to window 7 leaves window 8 alone.
+        w.add(7, 10);
+        assert_eq!(w.used(8), 50);
+        assert!(newer(0, (1 << 24) - 1), "ids wrap");
     }
 
     #[test]

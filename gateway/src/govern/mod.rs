@@ -63,6 +63,22 @@ impl Caller {
         }
     }
 
+    /// Whether a model list or a budget applies to this caller.
+    pub fn is_bounded(&self) -> bool {
+        let t = &self.tenant;
+        t.models.is_some()
+            || t.budget.is_some()
+            || self
+                .key
+                .as_ref()
+                .is_some_and(|k| k.models.is_some() || k.budget.is_some())
+    }
+
+    /// Whether an endpoint list (which `allows_endpoint` checked) applies.
+    pub fn lists_endpoints(&self) -> bool {
+        self.tenant.endpoints.is_some() || self.key.as_ref().is_some_and(|k| k.endpoints.is_some())
+    }
+
     /// A metadata label of the key, else of the tenant.
     pub fn label(&self, name: &str) -> Option<&str> {
         match &self.key {
@@ -91,6 +107,10 @@ pub struct Governance {
     /// Token usage must be known: token limits, budgets or a usage log.
     pub counts_tokens: bool,
     usage_errors: prometheus::IntCounter,
+    /// Serialises admin changes on this instance.
+    pub(crate) admin_lock: tokio::sync::Mutex<()>,
+    /// One lease top-up at a time, so concurrent requests share it.
+    pub(crate) top_up_lock: tokio::sync::Mutex<()>,
 }
 
 /// Problems found while compiling, as (YAML path, message).
@@ -145,6 +165,12 @@ impl Governance {
         let mut keys = Vec::new();
         for (i, k) in raw.keys.iter().enumerate() {
             let path = format!("keys[{i}]");
+            if !admin::valid_id(&k.id) {
+                bad(
+                    &format!("{path}.id"),
+                    "letters, digits, '-', '_' and '.' only, at most 128".into(),
+                );
+            }
             let sha = match (&k.key, &k.key_sha256) {
                 (Some(r), None) => match r.resolve() {
                     Ok(s) => hex(&sha256(s.expose())),
@@ -336,6 +362,8 @@ impl Governance {
             shared,
             counts_tokens,
             usage_errors,
+            admin_lock: tokio::sync::Mutex::new(()),
+            top_up_lock: tokio::sync::Mutex::new(()),
         })
     }
 

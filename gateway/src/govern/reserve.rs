@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::admit::{Ask, Mode, Scope, Settled, Ticket};
 use super::alerts::Alert;
-use super::budget::{nano_to_usd, period_id, Budget, Crossing};
+use super::budget::{nano_to_usd, period_id, Budget, Crossing, Price};
 use super::directory::ScopeState;
 use super::limits::{self, window_id, DAY, MINUTE};
 use super::shared::{ttl_of, Delta, Kind, Shared, Shortfall};
@@ -84,14 +84,19 @@ impl Governance {
             if !shared.is_up() {
                 return self.without_store(shared, &scopes, &ask);
             }
-            let now = limits::now_nanos();
-            let short = shortfalls(&scopes, &ask, now);
+            let mut short = shortfalls(&scopes, &ask, limits::now_nanos());
             if !short.is_empty() {
+                // One top-up at a time: requests that waited find the lease
+                // their predecessor took, instead of each taking another.
+                let _one = self.top_up_lock.lock().await;
+                short = shortfalls(&scopes, &ask, limits::now_nanos());
                 if let Err(e) = shared.top_up(&short).await {
                     tracing::warn!("lease from the shared store failed: {e}");
                     return self.without_store(shared, &scopes, &ask);
                 }
             }
+            // The clock after any wait: a lease is for the current window.
+            let now = limits::now_nanos();
             match Ticket::admit(&scopes, &self.inflight, &ask, now, Mode::Leased) {
                 Err(GatewayError::RateLimited { .. } | GatewayError::BudgetExceeded(_))
                     if attempt < 2 && !short.is_empty() => {}
@@ -128,11 +133,13 @@ impl Governance {
         caller: Option<&Caller>,
         ticket: &mut Ticket,
         usage: Option<&sluice_providers::Usage>,
+        price: Option<Price>,
     ) -> u64 {
+        let price = price.or(ticket.price);
         let (tokens, cost) = match usage {
             Some(u) => (
-                u.prompt_tokens + u.completion_tokens,
-                ticket.price.map_or(0, |p| {
+                u.prompt_tokens.saturating_add(u.completion_tokens),
+                price.map_or(0, |p| {
                     p.cost(u.prompt_tokens, u.cache_read_tokens, u.completion_tokens)
                 }),
             ),
@@ -141,6 +148,11 @@ impl Governance {
         };
         ticket.settle(tokens, cost, &mut Settle { gov: self, caller });
         cost
+    }
+
+    /// The price of a public model name, or of the upstream model it maps to.
+    pub fn price(&self, model: &str, upstream: &str) -> Option<Price> {
+        self.prices.get(model, upstream)
     }
 
     /// Fires a budget alert (memory store: decided by the spend lock; shared

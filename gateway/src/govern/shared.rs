@@ -39,6 +39,23 @@ if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 return {grant, total}
 ";
 
+/// Applies a batch of counter deltas once: KEYS[1] marks the batch (kept
+/// ARGV[1] ms); KEYS[i+1] gets ARGV[2i] added and ARGV[2i+1] ms to live.
+/// Answers the new totals, or nil when the batch was applied before.
+const APPLY: &str = r"
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return nil end
+local out = {}
+for i = 2, #KEYS do
+  out[i - 1] = redis.call('INCRBY', KEYS[i], ARGV[2 * i - 2])
+  local ttl = tonumber(ARGV[2 * i - 1])
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+return out
+";
+
+/// How long a batch's mark is kept: far longer than any retry takes.
+const BATCH_MARK_MS: u64 = 3_600_000;
+
 /// Replaces the overlay if its version is still ARGV[1]; answers the new
 /// version, or -1 when someone else changed it first.
 const SAVE_OVERLAY: &str = r"
@@ -97,6 +114,7 @@ pub struct Shared {
     pub overlay_version: AtomicI64,
     lease_script: Script,
     save_script: Script,
+    apply_script: Script,
     pub up_gauge: prometheus::IntGauge,
     pub errors: prometheus::IntCounter,
 }
@@ -151,6 +169,7 @@ impl Shared {
             overlay_version: AtomicI64::new(-1),
             lease_script: Script::new(LEASE),
             save_script: Script::new(SAVE_OVERLAY),
+            apply_script: Script::new(APPLY),
             up_gauge,
             errors,
         })
@@ -335,6 +354,16 @@ impl Shared {
         };
         let mut pending: HashMap<String, Delta> = HashMap::new();
         let mut records: Vec<String> = Vec::new();
+        // A batch that failed is retried as it was, under the same id, so a
+        // batch Redis applied before the answer was lost is not applied twice.
+        let mut batch: Option<(String, Vec<Delta>)> = None;
+        let mut next_id = 0u64;
+        let instance = super::directory::hex(&super::directory::sha256(&format!(
+            "{:?}{}",
+            std::time::SystemTime::now(),
+            std::process::id()
+        )))[..16]
+            .to_string();
         loop {
             tokio::time::sleep(Duration::from_millis(50)).await;
             while let Ok(d) = rx.try_recv() {
@@ -353,54 +382,82 @@ impl Shared {
                 let drop = records.len() - MAX_HELD_RECORDS;
                 records.drain(..drop);
             }
-            if (pending.is_empty() && records.is_empty()) || !self.is_up() {
+            if !self.is_up() {
                 continue;
             }
             let Ok(mut c) = self.conn() else { continue };
-            let mut pipe = redis::pipe();
-            let batch: Vec<Delta> = pending.drain().map(|(_, d)| d).collect();
-            for d in &batch {
-                pipe.cmd("INCRBY").arg(&d.key).arg(d.n);
-                if d.ttl_ms > 0 {
-                    pipe.cmd("PEXPIRE").arg(&d.key).arg(d.ttl_ms).ignore();
+            if batch.is_none() && !pending.is_empty() {
+                next_id += 1;
+                let id = format!("{}b:{instance}:{next_id}", self.prefix);
+                batch = Some((id, pending.drain().map(|(_, d)| d).collect()));
+            }
+            if let Some((id, deltas)) = &batch {
+                let mut inv = self.apply_script.key(id);
+                inv.arg(BATCH_MARK_MS);
+                for d in deltas {
+                    inv.key(&d.key).arg(d.n).arg(d.ttl_ms);
                 }
-            }
-            for r in &records {
-                pipe.cmd("XADD")
-                    .arg(format!("{}usage", self.prefix))
-                    .arg("MAXLEN")
-                    .arg("~")
-                    .arg(1_000_000)
-                    .arg("*")
-                    .arg("record")
-                    .arg(r)
-                    .ignore();
-            }
-            match pipe.query_async::<Vec<i64>>(&mut c).await {
-                Ok(totals) => {
-                    records.clear();
-                    for (d, total) in batch.iter().zip(totals) {
-                        let Some((b, scope, id, period)) = &d.alert else {
-                            continue;
-                        };
-                        let (after, before) = (total.max(0) as u64, (total - d.n).max(0) as u64);
-                        for (i, (at, fraction)) in b.alerts.iter().enumerate() {
-                            if before < *at && after >= *at {
-                                // One instance wins the flag: the alert fires once.
-                                let flag = format!("{}a:{scope}:{id}:{period}:{i}", self.prefix);
-                                if self.claim_alert(&flag, ttl_of(b.period)).await {
-                                    fire(scope, id.clone(), b, *fraction, after);
-                                }
-                            }
+                match inv.invoke_async::<Option<Vec<i64>>>(&mut c).await {
+                    Ok(totals) => {
+                        // `None`: an earlier try was applied; totals unknown.
+                        for (d, total) in deltas.iter().zip(totals.unwrap_or_default()) {
+                            self.check_alerts(d, total, &fire).await;
                         }
+                        batch = None;
+                    }
+                    // Kept for the store's return: the counts reconcile then.
+                    Err(e) => {
+                        self.down(&e.to_string());
+                        continue;
                     }
                 }
-                Err(e) => {
-                    // Kept for the store's return: the counts reconcile then.
-                    self.down(&e.to_string());
-                    for d in batch {
-                        pending.insert(d.key.clone(), d);
+            }
+            if !records.is_empty() {
+                // At least once: a timed-out append may be repeated (records
+                // carry their request id).
+                let mut pipe = redis::pipe();
+                for chunk in records.chunks(1000) {
+                    pipe.clear();
+                    for r in chunk {
+                        pipe.cmd("XADD")
+                            .arg(format!("{}usage", self.prefix))
+                            .arg("MAXLEN")
+                            .arg("~")
+                            .arg(1_000_000)
+                            .arg("*")
+                            .arg("record")
+                            .arg(r)
+                            .ignore();
                     }
+                    if let Err(e) = pipe.query_async::<()>(&mut c).await {
+                        self.down(&e.to_string());
+                        break;
+                    }
+                }
+                if self.is_up() {
+                    records.clear();
+                }
+            }
+        }
+    }
+
+    /// Alerts for each threshold a settled total crossed; one instance
+    /// wins each threshold's flag, so it fires once.
+    async fn check_alerts(
+        &self,
+        d: &Delta,
+        total: i64,
+        fire: &impl Fn(&'static str, String, &Budget, f64, u64),
+    ) {
+        let Some((b, scope, id, period)) = &d.alert else {
+            return;
+        };
+        let (after, before) = (total.max(0) as u64, (total - d.n).max(0) as u64);
+        for (i, (at, fraction)) in b.alerts.iter().enumerate() {
+            if before < *at && after >= *at {
+                let flag = format!("{}a:{scope}:{id}:{period}:{i}", self.prefix);
+                if self.claim_alert(&flag, ttl_of(b.period)).await {
+                    fire(scope, id.clone(), b, *fraction, after);
                 }
             }
         }

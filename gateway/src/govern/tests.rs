@@ -121,7 +121,7 @@ fn a_refused_request_takes_nothing() {
         "{e}"
     );
     for mut t in held.drain(..) {
-        g.settle(Some(&c), &mut t, None);
+        g.settle(Some(&c), &mut t, None, None);
     }
     // ...and did not use up the key's rpm of 3 or the tenant's 5.
     let t = admit(&g, Some(&c), "gpt-4o", 10, Some(10)).unwrap();
@@ -159,7 +159,7 @@ fn tokens_are_reserved_then_settled() {
         completion_tokens: 20,
         ..Default::default()
     };
-    g.settle(Some(&c), &mut t, Some(&usage));
+    g.settle(Some(&c), &mut t, Some(&usage), None);
     let t2 = admit(&g, Some(&c), "gpt-4o", 100, Some(500)).unwrap();
     assert_eq!(t2.tokens.unwrap().remaining, 1000 - 120 - 600);
     // A request larger than the whole limit says so.
@@ -194,7 +194,7 @@ keys:
                             completion_tokens: 100_000,
                             ..Default::default()
                         };
-                        g.settle(Some(&c), &mut t, Some(&u));
+                        g.settle(Some(&c), &mut t, Some(&u), None);
                     }
                 }
             });

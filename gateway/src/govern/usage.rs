@@ -259,17 +259,14 @@ impl UsageLog {
     pub fn end(&self, record: &UsageRecord, gen: Option<u64>) -> Result<(), String> {
         let mut guard = self.lock();
         let f = &mut *guard;
-        let start = f.pending.len();
         line(&mut f.pending, record);
         if let Some(g) = gen {
             f.pending_gens.push(g);
         }
         if gen.is_none() || f.pending.len() >= FLUSH_AT {
-            if let Err(e) = self.write_pending(f) {
-                // Kept out of the batch so one bad write does not repeat.
-                f.pending.truncate(start);
-                return Err(e);
-            }
+            // On failure the batch stays whole (the records and the notes
+            // they release, together) for the next flush.
+            self.write_pending(f)?;
         }
         Ok(())
     }
@@ -290,6 +287,12 @@ impl UsageLog {
         f.log
             .write_all(&f.pending)
             .map_err(|e| io("cannot write", &self.path, e))?;
+        if self.fsync == Fsync::Always {
+            // The notes go next: the records they stand for must be on disk.
+            f.log
+                .sync_data()
+                .map_err(|e| io("cannot sync", &self.path, e))?;
+        }
         f.log_len += f.pending.len() as u64;
         f.pending.clear();
         let current = f.wal_gen;

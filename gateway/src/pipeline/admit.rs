@@ -75,11 +75,20 @@ pub async fn reserve(
     model: &Model,
     body_len: usize,
     max_tokens: Option<u64>,
+    choices: u64,
 ) -> Result<(), GatewayError> {
     let gov = ctx.snapshot.governance.clone();
     if !gov.is_on() && gov.usage.get().is_none() {
         return Ok(());
     }
+    // Each of the request's completions may use all of max_tokens (or the
+    // configured default); embeddings produce none.
+    let completion = match ctx.endpoint {
+        Some(super::Endpoint::Embeddings) => 0,
+        _ => max_tokens
+            .unwrap_or(gov.default_max_tokens)
+            .saturating_mul(choices.max(1)),
+    };
     let upstream = model
         .targets
         .first()
@@ -93,21 +102,28 @@ pub async fn reserve(
             &model.name,
             upstream,
             prompt,
-            max_tokens,
+            Some(completion),
         )
         .await?;
     if let (Some(log), Some(id)) = (gov.usage.get(), &ctx.request_id) {
         let mut r = record(ctx, id);
         r.prompt_tokens = prompt;
-        r.completion_tokens = ticket.reserved_tokens - prompt;
+        r.completion_tokens = ticket.reserved_tokens.saturating_sub(prompt);
         r.cost_nano_usd = ticket.reserved_cost;
         r.cost_usd = crate::govern::budget::nano_to_usd(ticket.reserved_cost);
         r.model = Some(model.name.clone());
-        let gen = log.begin(&r).map_err(|e| {
-            gov.usage_failed(&e);
-            GatewayError::Internal("the usage log cannot be written".into())
-        })?;
-        ctx.wal_gen = Some(gen);
+        match log.begin(&r) {
+            Ok(gen) => ctx.wal_gen = Some(gen),
+            Err(e) => {
+                gov.usage_failed(&e);
+                // Refused: it takes nothing (a dropped ticket would charge).
+                let mut ticket = ticket;
+                ticket.refuse();
+                return Err(GatewayError::Internal(
+                    "the usage log cannot be written".into(),
+                ));
+            }
+        }
     }
     ctx.ticket = Some(ticket);
     Ok(())
@@ -121,7 +137,12 @@ pub fn record(ctx: &RequestCtx, id: &str) -> UsageRecord {
         ts_ms: start_ms,
         request_id: id.to_string(),
         tenant: ctx.caller.as_ref().map(|c| c.tenant.name.clone()),
-        key_id: ctx.caller.as_ref().map(|c| c.subject.clone()),
+        // JWT callers have no key: their subject, marked, so it can never
+        // be taken for a key id (those have no ':').
+        key_id: ctx.caller.as_ref().map(|c| match &c.key {
+            Some(_) => c.subject.clone(),
+            None => format!("jwt:{}", c.subject),
+        }),
         stream: ctx.stream,
         ..UsageRecord::default()
     }

@@ -218,7 +218,7 @@ async fn serve(
         let out = translate::count_tokens(&body)?;
         return respond::json(session, 200, out, ctx).await;
     }
-    admit::reserve(ctx, &model, body.len(), probe.max_tokens).await?;
+    admit::reserve(ctx, &model, body.len(), probe.max_tokens, probe.choices).await?;
     attempt::run(gw, session, ctx, &mut input, model).await
 }
 

@@ -42,7 +42,18 @@ pub async fn claim(session: &Session, ctx: &mut RequestCtx) -> Result<bool, Gate
     else {
         return Ok(false);
     };
-    super::admit::reserve(ctx, &route.pool, 0, Some(0)).await?;
+    if let Some(c) = &ctx.caller {
+        // Passthrough bodies are not read: no model list or budget can hold
+        // there. A caller bound by either must be let in by name.
+        if c.is_bounded() && !c.lists_endpoints() {
+            return Err(GatewayError::Forbidden(format!(
+                "'{}' has a model list or budget, and {} is a passthrough route, which is \
+                 not metered: allow it in the key's or tenant's `endpoints`",
+                c.subject, route.prefix
+            )));
+        }
+    }
+    super::admit::reserve(ctx, &route.pool, 0, Some(0), 1).await?;
     ctx.model = Some(route.pool.clone());
     ctx.pass = Some(PassCtx {
         route,

@@ -22,7 +22,14 @@ pub struct Probe<'a> {
     /// `max_completion_tokens`, else `max_tokens`, when a number (else the
     /// upstream judges it).
     pub max_tokens: Option<u64>,
+    /// `n` or `best_of` (the larger): completions this request may produce.
+    pub choices: u64,
 }
+
+/// Reservations never count more than this per completion: no model writes
+/// as much, and it keeps the accounting arithmetic far from overflow.
+const MAX_RESERVED_TOKENS: u64 = 1 << 32;
+const MAX_CHOICES: u64 = 1 << 10;
 
 #[derive(Deserialize)]
 struct Fields<'a> {
@@ -40,6 +47,10 @@ struct Fields<'a> {
     max_tokens: Option<&'a RawValue>,
     #[serde(borrow)]
     max_completion_tokens: Option<&'a RawValue>,
+    #[serde(borrow)]
+    n: Option<&'a RawValue>,
+    #[serde(borrow)]
+    best_of: Option<&'a RawValue>,
 }
 
 fn stream_flag<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
@@ -156,11 +167,19 @@ pub fn probe(endpoint: Endpoint, body: &[u8]) -> Result<Probe<'_>, GatewayError>
         ));
     }
     let number = |v: Option<&RawValue>| v.and_then(|v| v.get().parse::<u64>().ok());
+    // Completions generated per request: each may use max_tokens.
+    let choices = number(f.best_of)
+        .max(number(f.n))
+        .unwrap_or(1)
+        .clamp(1, MAX_CHOICES);
     Ok(Probe {
         model,
         model_span,
         stream,
-        max_tokens: number(f.max_completion_tokens).or(number(f.max_tokens)),
+        max_tokens: number(f.max_completion_tokens)
+            .or(number(f.max_tokens))
+            .map(|m| m.min(MAX_RESERVED_TOKENS)),
+        choices,
     })
 }
 

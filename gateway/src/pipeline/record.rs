@@ -80,11 +80,19 @@ fn settle(ctx: &mut RequestCtx) {
         }
         return;
     };
-    // The client left after the request went upstream but before any usage
-    // was known: the upstream may bill it in full, so the reservation stands.
+    // The upstream took the request but its usage never became known: the
+    // client left, the answer ran out of time after it began, or a 2xx
+    // body was relayed without a usage to read. The upstream may bill it
+    // in full, so the reservation stands.
+    use crate::errors::GatewayError as E;
     let abandoned = usage.is_none()
         && ctx.upstream_sent_at.is_some()
-        && matches!(ctx.error, Some(crate::errors::GatewayError::ClientGone));
+        && (matches!(ctx.error, Some(E::ClientGone))
+            || (ctx.upstream_head_at.is_some()
+                && (matches!(
+                    ctx.error,
+                    Some(E::UpstreamTimeout { .. } | E::UpstreamBroken { .. })
+                ) || (200..300).contains(&ctx.status))));
     let usage = if abandoned {
         Some(sluice_providers::Usage {
             prompt_tokens: ticket.reserved_prompt,
@@ -94,7 +102,10 @@ fn settle(ctx: &mut RequestCtx) {
     } else {
         usage
     };
-    let cost = gov.settle(ctx.caller.as_ref(), &mut ticket, usage.as_ref());
+    // Priced as the target that answered (a retry or fallback may differ
+    // from the one the reservation was priced at).
+    let price = served_by(ctx).and_then(|(m, t)| gov.price(m, &t.upstream_model));
+    let cost = gov.settle(ctx.caller.as_ref(), &mut ticket, usage.as_ref(), price);
     write(&gov, ctx, &id, usage, cost);
 }
 
@@ -135,4 +146,11 @@ fn write(
     if let Some(shared) = &gov.shared {
         shared.push_usage(|| serde_json::to_string(&r).unwrap_or_default());
     }
+}
+
+/// The model and target that served the request, if one did.
+fn served_by(ctx: &RequestCtx) -> Option<(&str, &crate::snapshot::Target)> {
+    let m = ctx.model.as_ref()?;
+    let t = m.targets.get(ctx.target?)?;
+    Some((m.name.as_str(), t))
 }
