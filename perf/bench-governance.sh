@@ -55,18 +55,4 @@ for i in $(seq 1 "$REPS"); do
   run "$MEM" "memory-$i" "$BODY" -H "authorization: Bearer $BENCH_KEY"
   run "$RED" "redis-$i" "$BODY" -H "authorization: Bearer $BENCH_KEY"
 done
-python3 - "$OUT" "$REPS" <<'PY'
-import json, statistics, sys
-out, reps = sys.argv[1], int(sys.argv[2])
-def load(name): return [json.load(open(f"{out}/{name}-{i}.json")) for i in range(1, reps + 1)]
-rows = {n: load(n) for n in ("off", "memory", "redis")}
-med = lambda rs, f: statistics.median(f(r) for r in rs)
-print("| governance | req/s | p50 µs | p99 µs | errors |")
-print("|---|---|---|---|---|")
-for n, rs in rows.items():
-    print(f"| {n} | {med(rs, lambda r: r['rps']):.0f} | {med(rs, lambda r: r['latency']['p50_us']):.0f} | "
-          f"{med(rs, lambda r: r['latency']['p99_us']):.0f} | {sum(sum(r['errors'].values()) for r in rs)} |")
-rps = lambda n: med(rows[n], lambda r: r["rps"])
-print(f"\nmemory / off: {rps('memory') / rps('off'):.2f}; redis / off: {rps('redis') / rps('off'):.2f} "
-      f"(medians of {reps} runs)")
-PY
+python3 perf/summary.py "$OUT" "$REPS" off="governance off" memory="keys + RPM + TPM + budget + usage log, memory" redis="the same, redis" --vs off

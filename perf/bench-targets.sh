@@ -37,19 +37,4 @@ for i in $(seq 1 "$REPS"); do
       -c "$CONNS" -d "$DUR" --warmup 2s --out "$OUT/$m-$i.json" >/dev/null 2>&1
   done
 done
-python3 - "$OUT" "$REPS" <<'PY'
-import json, statistics, sys
-out, reps = sys.argv[1], int(sys.argv[2])
-names = {"t1": "1 target", "t2": "2 targets, round-robin", "t8": "8 targets, round-robin", "t8-lc": "8 targets, least-connections"}
-base = None
-print("| pool | req/s | p50 µs | p99 µs | vs 1 target |")
-print("|---|---|---|---|---|")
-for m, label in names.items():
-    rs = [json.load(open(f"{out}/{m}-{i}.json")) for i in range(1, reps + 1)]
-    rps = statistics.median(r["rps"] for r in rs)
-    base = base or rps
-    p50 = statistics.median(r["latency"]["p50_us"] for r in rs)
-    p99 = statistics.median(r["latency"]["p99_us"] for r in rs)
-    print(f"| {label} | {rps:.0f} | {p50:.0f} | {p99:.0f} | {rps / base:.2f} |")
-print(f"\n(medians of {reps} runs)")
-PY
+python3 perf/summary.py "$OUT" "$REPS" t1="1 target" t2="2 targets, round-robin" t8="8 targets, round-robin" t8-lc="8 targets, least-connections" --vs t1

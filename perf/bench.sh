@@ -37,18 +37,4 @@ for i in $(seq 1 "$REPS"); do
   run "$GW" "sluice-$i"
   run "$GW" "filtered-$i" "$FBODY"
 done
-python3 - "$OUT" "$REPS" <<'PY'
-import json, statistics, sys
-out, reps = sys.argv[1], int(sys.argv[2])
-def load(name): return [json.load(open(f"{out}/{name}-{i}.json")) for i in range(1, reps + 1)]
-rows = {n: load(n) for n in ("direct", "sluice", "filtered")}
-med = lambda rs, f: statistics.median(f(r) for r in rs)
-print("| target | req/s | p50 µs | p99 µs | errors |")
-print("|---|---|---|---|---|")
-for n, rs in rows.items():
-    print(f"| {n} | {med(rs, lambda r: r['rps']):.0f} | {med(rs, lambda r: r['latency']['p50_us']):.0f} | "
-          f"{med(rs, lambda r: r['latency']['p99_us']):.0f} | {sum(sum(r['errors'].values()) for r in rs)} |")
-rps = lambda n: med(rows[n], lambda r: r["rps"])
-print(f"\nsluice / direct req/s: {rps('sluice') / rps('direct'):.2f}; "
-      f"filters on / off: {rps('filtered') / rps('sluice'):.2f} (medians of {reps} runs)")
-PY
+python3 perf/summary.py "$OUT" "$REPS" direct=direct sluice="Sluice, filters off" filtered="Sluice, filters on" --vs sluice

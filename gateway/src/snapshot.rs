@@ -74,6 +74,19 @@ pub struct PassRoute {
     pub max_body: Option<usize>,
 }
 
+/// A `GET /v1/models` body listing `names` (sorted here).
+pub fn models_json<'a>(names: impl Iterator<Item = &'a String>) -> Bytes {
+    let mut names: Vec<&String> = names.collect();
+    names.sort();
+    let data: Vec<serde_json::Value> = names
+        .iter()
+        .map(
+            |n| serde_json::json!({"id": n, "object": "model", "created": 0, "owned_by": "sluice"}),
+        )
+        .collect();
+    Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string())
+}
+
 impl Snapshot {
     /// Every pool with its name: the models, then the passthrough routes.
     pub fn pools(&self) -> impl Iterator<Item = (&str, &Arc<Model>)> {

@@ -103,10 +103,15 @@ const KEY2: &str = "sk-tokens-0123456789";
 const ENV: &[(&str, &str)] = &[("ADMIN", ADMIN), ("K", KEY), ("K2", KEY2)];
 
 async fn chat(gw: &Gateway, key: &str) -> Response {
+    chat_at(gw.addr, key).await
+}
+
+/// A small chat request with `key` to the gateway at `addr`.
+async fn chat_at(addr: std::net::SocketAddr, key: &str) -> Response {
     let h = format!("Bearer {key}");
     let body = serde_json::json!({"model": "demo", "max_tokens": 16,
         "messages": [{"role": "user", "content": "hi"}]});
-    let mut c = Conn::connect(gw.addr).await.unwrap();
+    let mut c = Conn::connect(addr).await.unwrap();
     c.send(&build_request(
         "POST",
         "/v1/chat/completions",
@@ -136,21 +141,7 @@ async fn burst(a: &Gateway, b: &Gateway, key: &'static str, n: usize) -> (usize,
     let mut tasks = Vec::new();
     for i in 0..n {
         let addr = if i % 2 == 0 { a.addr } else { b.addr };
-        tasks.push(tokio::spawn(async move {
-            let h = format!("Bearer {key}");
-            let body = serde_json::json!({"model": "demo", "max_tokens": 16,
-                "messages": [{"role": "user", "content": "hi"}]});
-            let mut c = Conn::connect(addr).await.unwrap();
-            c.send(&build_request(
-                "POST",
-                "/v1/chat/completions",
-                "x",
-                &[("authorization", &h), ("content-type", "application/json")],
-                body.to_string().as_bytes(),
-            ))
-            .await
-            .unwrap()
-        }));
+        tasks.push(tokio::spawn(async move { chat_at(addr, key).await }));
     }
     let (mut ok, mut tokens) = (0, 0);
     for t in tasks {

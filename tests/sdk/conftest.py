@@ -44,40 +44,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start():
-    port, admin = free_port(), free_port()
-    cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
-    cfg.write(CONFIG.format(port=port, admin=admin))
-    cfg.close()
-    binary = os.environ.get("SLUICE_BIN", "target/debug/sluice")
-    proc = subprocess.Popen([binary, "--config", cfg.name], stdout=subprocess.DEVNULL)
-    deadline = time.time() + 15
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            return None, cfg.name
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=1) as r:
-                if json.load(r)["models_available"] >= 1:
-                    return (proc, port), cfg.name
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    return None, cfg.name
-
-
 @pytest.fixture(scope="session")
 def base_url():
-    for _ in range(5):
-        started, cfg = start()
-        if started:
-            proc, port = started
-            yield f"http://127.0.0.1:{port}/v1"
-            proc.terminate()
-            proc.wait(timeout=15)
-            os.unlink(cfg)
-            return
-        os.unlink(cfg)
-    pytest.fail("sluice did not start")
+    """`…/v1` of a sluice serving the embedded mock (start_with and serve are below)."""
+    start = lambda: start_with(lambda port, admin: CONFIG.format(port=port, admin=admin), {}, 1)
+    for origin in serve(start, "mock config"):
+        yield f"{origin}/v1"
 
 
 # --- Translation: a second sluice whose providers of every kind point at `sluice-mock`. ---
@@ -162,28 +134,39 @@ def start_mock():
     return None
 
 
-def start_translation(mock_port):
-    """One attempt at starting sluice in front of the mock; ((proc, port), cfg) or (None, cfg)."""
+def start_with(config, env, models_needed):
+    """One attempt at starting sluice on `config` (ports filled in here);
+    ((proc, port), cfg) once `models_needed` models are ready, or (None, cfg)."""
     port, admin = free_port(), free_port()
     cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
-    # A port nothing listens on: the provider that is down.
-    cfg.write(TRANSLATION_CONFIG.format(port=port, admin=admin, mock=mock_port, dead=free_port()))
+    cfg.write(config(port, admin))
     cfg.close()
     binary = os.environ.get("SLUICE_BIN", "target/debug/sluice")
-    env = dict(os.environ, SLUICE_SDK_KEY=SDK_KEY)
-    proc = subprocess.Popen([binary, "--config", cfg.name], stdout=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(
+        [binary, "--config", cfg.name], stdout=subprocess.DEVNULL, env=dict(os.environ, **env)
+    )
     deadline = time.time() + 15
     while time.time() < deadline:
         if proc.poll() is not None:
             return None, cfg.name
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=1) as r:
-                if json.load(r)["models_available"] >= TRANSLATION_MODELS:
+                if json.load(r)["models_available"] >= models_needed:
                     return (proc, port), cfg.name
         except OSError:
             time.sleep(0.05)
     stop(proc)
     return None, cfg.name
+
+
+def start_translation(mock_port):
+    """Sluice in front of the mock, with a provider of every kind (and one down)."""
+    return start_with(
+        # A port nothing listens on: the provider that is down.
+        lambda port, admin: TRANSLATION_CONFIG.format(port=port, admin=admin, mock=mock_port, dead=free_port()),
+        {"SLUICE_SDK_KEY": SDK_KEY},
+        TRANSLATION_MODELS,
+    )
 
 
 def stop(proc):
@@ -207,11 +190,10 @@ def mock_port():
     pytest.fail("sluice-mock did not start")
 
 
-@pytest.fixture(scope="session")
-def translation_origin(mock_port):
-    """`http://127.0.0.1:PORT` of a sluice routing m-openai/m-anthropic/m-gemini/m-azure/e-gemini to the mock."""
+def serve(start, what):
+    """Yields the origin of a sluice from `start` (five tries), stops it after."""
     for _ in range(5):
-        started, cfg = start_translation(mock_port)
+        started, cfg = start()
         if started:
             proc, port = started
             yield f"http://127.0.0.1:{port}"
@@ -219,7 +201,13 @@ def translation_origin(mock_port):
             os.unlink(cfg)
             return
         os.unlink(cfg)
-    pytest.fail("sluice (translation config) did not start")
+    pytest.fail(f"sluice ({what}) did not start")
+
+
+@pytest.fixture(scope="session")
+def translation_origin(mock_port):
+    """`http://127.0.0.1:PORT` of a sluice routing m-openai/m-anthropic/m-gemini/m-azure/e-gemini to the mock."""
+    yield from serve(lambda: start_translation(mock_port), "translation config")
 
 
 @pytest.fixture(scope="session")
@@ -269,43 +257,15 @@ models:
 
 
 def start_auth(mock_port):
-    """One attempt at a sluice that demands keys; ((proc, port), cfg) or (None, cfg)."""
-    port, admin = free_port(), free_port()
-    cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
-    cfg.write(AUTH_CONFIG.format(port=port, admin=admin, mock=mock_port))
-    cfg.close()
-    binary = os.environ.get("SLUICE_BIN", "target/debug/sluice")
-    env = dict(
-        os.environ,
-        SLUICE_SDK_KEY=SDK_KEY,
-        SLUICE_SDK_CLIENT_KEY=CLIENT_KEY,
-        SLUICE_SDK_ADMIN="sdk-admin-token",
+    """Sluice in front of the mock that demands keys."""
+    return start_with(
+        lambda port, admin: AUTH_CONFIG.format(port=port, admin=admin, mock=mock_port),
+        {"SLUICE_SDK_KEY": SDK_KEY, "SLUICE_SDK_CLIENT_KEY": CLIENT_KEY, "SLUICE_SDK_ADMIN": "sdk-admin-token"},
+        3,
     )
-    proc = subprocess.Popen([binary, "--config", cfg.name], stdout=subprocess.DEVNULL, env=env)
-    deadline = time.time() + 15
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            return None, cfg.name
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=1) as r:
-                if json.load(r)["models_available"] >= 3:
-                    return (proc, port), cfg.name
-        except OSError:
-            time.sleep(0.05)
-    stop(proc)
-    return None, cfg.name
 
 
 @pytest.fixture(scope="session")
 def auth_origin(mock_port):
     """`http://127.0.0.1:PORT` of a sluice that only serves key holders."""
-    for _ in range(5):
-        started, cfg = start_auth(mock_port)
-        if started:
-            proc, port = started
-            yield f"http://127.0.0.1:{port}"
-            stop(proc)
-            os.unlink(cfg)
-            return
-        os.unlink(cfg)
-    pytest.fail("sluice (auth config) did not start")
+    yield from serve(lambda: start_auth(mock_port), "auth config")

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 
 use super::locate::locate;
@@ -81,12 +80,6 @@ pub fn compile(
     };
     let mut names: Vec<&String> = raw.models.keys().collect();
     names.sort();
-    let data: Vec<serde_json::Value> = names
-        .iter()
-        .map(
-            |n| serde_json::json!({"id": n, "object": "model", "created": 0, "owned_by": "sluice"}),
-        )
-        .collect();
     Ok(Snapshot {
         max_request_body: raw.server.max_request_body.0,
         max_stream_event: raw.server.max_stream_event.0.max(1),
@@ -94,7 +87,7 @@ pub fn compile(
         models,
         routes,
         passthrough,
-        models_json: Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string()),
+        models_json: crate::snapshot::models_json(raw.models.keys()),
         model_names: names
             .iter()
             .map(|s| s.as_str())

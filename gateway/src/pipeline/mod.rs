@@ -255,17 +255,5 @@ fn route<'a>(
 
 /// `GET /v1/models` as the caller sees it: only the models it may use.
 fn models_for(snapshot: &Snapshot, caller: &crate::govern::Caller) -> bytes::Bytes {
-    let mut names: Vec<&String> = snapshot
-        .models
-        .keys()
-        .filter(|n| caller.allows_model(n))
-        .collect();
-    names.sort();
-    let data: Vec<serde_json::Value> = names
-        .iter()
-        .map(
-            |n| serde_json::json!({"id": n, "object": "model", "created": 0, "owned_by": "sluice"}),
-        )
-        .collect();
-    bytes::Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string())
+    crate::snapshot::models_json(snapshot.models.keys().filter(|n| caller.allows_model(n)))
 }
