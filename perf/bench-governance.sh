@@ -14,13 +14,8 @@ REDIS=$(port); MEM=$(port); MEM_ADMIN=$(port); RED=$(port); RED_ADMIN=$(port)
 export BENCH_KEY=sk-bench-0123456789
 taskset -c 1 redis-server --port "$REDIS" --bind 127.0.0.1 --save "" --appendonly no >/dev/null & RPID=$!
 common() {  # $1 listen, $2 admin
-  cat <<YAML
-server: { listen: 127.0.0.1:$1, admin_listen: 127.0.0.1:$2, threads: 1, access_log: false }
-providers:
-  mock: { kind: openai_compatible, base_url: http://127.0.0.1:$MOCK/v1 }
-models:
-  demo: { targets: [ { provider: mock, model: demo } ] }
-YAML
+  head_yaml "$1" "$2"
+  printf 'models:\n  demo: { targets: [ { provider: mock, model: demo } ] }\n'
 }
 governed() {  # $1 listen, $2 admin, $3 store line, $4 usage log path
   common "$1" "$2"

@@ -9,17 +9,15 @@ DUR=${1:-5s}; CONNS=${2:-32}; REPS=${3:-3}
 BODY=perf/scenarios/chat-1k.json
 . perf/setup.sh
 targets() { for i in $(seq 1 "$1"); do printf '{ provider: mock, model: m%s }, ' "$i"; done; }
-cat > "$CFG" <<YAML
-server: { listen: 127.0.0.1:$GW, admin_listen: 127.0.0.1:$ADMIN, threads: 1, access_log: false }
+{ head_yaml "$GW" "$ADMIN"; cat <<YAML
 auth: none
-providers:
-  mock: { kind: openai_compatible, base_url: http://127.0.0.1:$MOCK/v1 }
 models:
   t1: { targets: [ $(targets 1) ] }
   t2: { targets: [ $(targets 2) ] }
   t8: { targets: [ $(targets 8) ] }
   t8-lc: { balance: least_connections, targets: [ $(targets 8) ] }
 YAML
+} > "$CFG"
 for m in t1 t2 t8 t8-lc; do
   python3 - "$BODY" "$OUT/$m.body" "$m" <<'PY'
 import json, sys

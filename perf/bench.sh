@@ -7,11 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10s}; CONNS=${2:-32}; REPS=${3:-3}; BODY=${4:-perf/scenarios/chat-1k.json}
 . perf/setup.sh
-cat > "$CFG" <<YAML
-server: { listen: 127.0.0.1:$GW, admin_listen: 127.0.0.1:$ADMIN, threads: 1, access_log: false }
+{ head_yaml "$GW" "$ADMIN"; cat <<YAML
 auth: none
-providers:
-  mock: { kind: openai_compatible, base_url: http://127.0.0.1:$MOCK/v1 }
 models:
   demo: { targets: [ { provider: mock, model: demo } ] }
   filtered:
@@ -21,6 +18,7 @@ models:
       pii: { action: reversible }
       guardrails: { prompt_injection: block, max_messages: 500, max_message_chars: 200000 }
 YAML
+} > "$CFG"
 FBODY="$OUT/filtered-body.json"
 python3 - "$BODY" "$FBODY" <<'PY'
 import json, sys

@@ -38,8 +38,9 @@ pub enum GatewayError {
     Internal(String),
     #[error("{0}")]
     Unauthorized(String),
-    #[error("{0}")]
-    Forbidden(String),
+    /// `code` says what was not allowed (`model_not_allowed`, `endpoint_not_allowed`).
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
     /// A request, token or concurrency limit; `kind` is `requests` or `tokens`.
     #[error("{message}")]
     RateLimited {
@@ -91,7 +92,7 @@ impl GatewayError {
             GatewayError::Unauthorized(_) => 401,
             // Not 429: SDKs retry those, and an exhausted budget stays exhausted.
             GatewayError::BudgetExceeded(_) => 402,
-            GatewayError::Forbidden(_) => 403,
+            GatewayError::Forbidden { .. } => 403,
             GatewayError::RateLimited { .. } => 429,
         }
     }
@@ -122,7 +123,7 @@ impl GatewayError {
             GatewayError::Internal(_) => "internal",
             GatewayError::Rejected { reason, .. } => reason,
             GatewayError::Unauthorized(_) => "unauthorized",
-            GatewayError::Forbidden(_) => "forbidden",
+            GatewayError::Forbidden { .. } => "forbidden",
             GatewayError::RateLimited { kind: "tokens", .. } => "rate_limited_tokens",
             GatewayError::RateLimited { .. } => "rate_limited_requests",
             GatewayError::BudgetExceeded(_) => "budget_exceeded",
@@ -149,7 +150,7 @@ impl GatewayError {
             GatewayError::ClientGone | GatewayError::Internal(_) => ("server_error", None),
             GatewayError::Rejected { reason, .. } => ("invalid_request_error", Some(*reason)),
             GatewayError::Unauthorized(_) => ("invalid_request_error", Some("invalid_api_key")),
-            GatewayError::Forbidden(_) => ("invalid_request_error", Some("model_not_allowed")),
+            GatewayError::Forbidden { code, .. } => ("invalid_request_error", Some(*code)),
             GatewayError::RateLimited { kind, .. } => (kind, Some("rate_limit_exceeded")),
             GatewayError::BudgetExceeded(_) => ("insufficient_quota", Some("insufficient_quota")),
             GatewayError::StoreUnavailable(_) => ("server_error", Some("store_unavailable")),

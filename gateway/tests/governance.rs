@@ -114,6 +114,7 @@ async fn models_and_endpoints_follow_the_tenant_and_key_lists() {
     let free = [("authorization", "Bearer test")];
     let r = post(gw.addr, "/v1/chat/completions", &free, &chat("other")).await;
     assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(error_json(&r)["error"]["code"], "model_not_allowed");
     assert!(error_json(&r)["error"]["message"]
         .as_str()
         .unwrap()
@@ -126,6 +127,7 @@ async fn models_and_endpoints_follow_the_tenant_and_key_lists() {
     )
     .await;
     assert_eq!(r.status, 403);
+    assert_eq!(error_json(&r)["error"]["code"], "endpoint_not_allowed");
     // The model list shows only what the caller may use.
     let r = call(gw.addr, "GET", "/v1/models", &free, b"").await;
     let ids: Vec<String> = r.json().unwrap()["data"]

@@ -136,7 +136,7 @@ impl Ticket {
         };
         for s in scopes {
             if let Err(e) = t.take(s, inflight, ask, now, leased) {
-                t.release();
+                t.refuse();
                 return Err(e);
             }
         }
@@ -293,15 +293,10 @@ impl Ticket {
         Ok(())
     }
 
-    /// Gives everything back: the request was refused.
-    fn release(&mut self) {
-        self.finish(0, 0, &mut NoOne, true);
-    }
-
-    /// Gives everything back after admission: the request was refused
-    /// before it went anywhere.
+    /// Gives everything back: the request was refused (at admission, or
+    /// after it but before it went anywhere).
     pub fn refuse(&mut self) {
-        self.release();
+        self.finish(0, 0, &mut NoOne, true);
     }
 
     /// Replaces the reservation by actual usage; tells `to` what the

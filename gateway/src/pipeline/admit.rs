@@ -48,7 +48,10 @@ pub async fn caller(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), G
     if let Some(c) = &caller {
         let path = session.req_header().uri.path();
         if !c.allows_endpoint(path) {
-            let err = GatewayError::Forbidden(format!("'{}' may not call {path}", c.subject));
+            let err = GatewayError::Forbidden {
+                code: "endpoint_not_allowed",
+                message: format!("'{}' may not call {path}", c.subject),
+            };
             session.set_keepalive(None);
             return Err(err);
         }
@@ -60,10 +63,10 @@ pub async fn caller(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), G
 /// Whether the caller may use the public model `name`.
 pub fn model_allowed(ctx: &RequestCtx, name: &str) -> Result<(), GatewayError> {
     match &ctx.caller {
-        Some(c) if !c.allows_model(name) => Err(GatewayError::Forbidden(format!(
-            "'{}' may not use the model '{name}'",
-            c.subject
-        ))),
+        Some(c) if !c.allows_model(name) => Err(GatewayError::Forbidden {
+            code: "model_not_allowed",
+            message: format!("'{}' may not use the model '{name}'", c.subject),
+        }),
         _ => Ok(()),
     }
 }

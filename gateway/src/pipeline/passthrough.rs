@@ -46,11 +46,14 @@ pub async fn claim(session: &Session, ctx: &mut RequestCtx) -> Result<bool, Gate
         // Passthrough bodies are not read: no model list or budget can hold
         // there. A caller bound by either must be let in by name.
         if c.is_bounded() && !c.lists_endpoints() {
-            return Err(GatewayError::Forbidden(format!(
-                "'{}' has a model list or budget, and {} is a passthrough route, which is \
+            return Err(GatewayError::Forbidden {
+                code: "endpoint_not_allowed",
+                message: format!(
+                    "'{}' has a model list or budget, and {} is a passthrough route, which is \
                  not metered: allow it in the key's or tenant's `endpoints`",
-                c.subject, route.prefix
-            )));
+                    c.subject, route.prefix
+                ),
+            });
         }
     }
     super::admit::reserve(ctx, &route.pool, 0, Some(0), 1).await?;
