@@ -1,6 +1,45 @@
 //! Finding one top-level member of a JSON object without parsing the rest:
 //! a byte scan that tracks only nesting depth and strings, several times
-//! cheaper than even a skipping parse. Used for usage on the hot path.
+//! cheaper than even a skipping parse; and, cheaper still, a search from
+//! the end for a member that comes last. Used for usage on the hot path.
+
+/// Where the value of member `key` starts, if `"key":` occurs in the text
+/// and its last occurrence is a real key: the caller parses the value and
+/// keeps it only if `closes_object` holds after it. In valid JSON an
+/// unescaped quote followed by a letter opens a string, and a string
+/// followed by `:` is a key; a key whose value is followed by the close of
+/// the text's one object belongs to that object. Upstreams put `usage`
+/// last, so this reads the usage object and little else.
+pub fn last_member(body: &[u8], key: &str) -> Option<usize> {
+    let key = key.as_bytes();
+    let trimmed = body.trim_ascii_start();
+    if trimmed.first() != Some(&b'{') || key.is_empty() {
+        return None;
+    }
+    let at = memchr::memmem::rfind(body, key)?;
+    let (open, close) = (at.checked_sub(1)?, at + key.len());
+    if body[open] != b'"' || body.get(close) != Some(&b'"') {
+        return None;
+    }
+    // The opening quote is escaped after an odd run of backslashes.
+    let slashes = body[..open]
+        .iter()
+        .rev()
+        .take_while(|&&b| b == b'\\')
+        .count();
+    if slashes % 2 == 1 {
+        return None;
+    }
+    let rest = body[close + 1..].trim_ascii_start();
+    let rest = rest.strip_prefix(b":")?.trim_ascii_start();
+    Some(body.len() - rest.len())
+}
+
+/// Whether `after` (the text after a member's value) closes the object and
+/// ends the text.
+pub fn closes_object(after: &[u8]) -> bool {
+    after.trim_ascii() == b"}"
+}
 
 /// Where the value of the top-level member `key` starts, if the text is an
 /// object that has one. The scan does not validate the JSON; a caller
@@ -79,7 +118,52 @@ mod tests {
         })
     }
 
+    /// `last_member` with the value parsed and the close checked, as a
+    /// caller does.
+    fn last(text: &[u8], key: &str) -> Option<serde_json::Value> {
+        let at = last_member(text, key)?;
+        let mut values =
+            serde_json::Deserializer::from_slice(&text[at..]).into_iter::<serde_json::Value>();
+        let v = values.next()?.ok()?;
+        closes_object(&text[at + values.byte_offset()..]).then_some(v)
+    }
+
+    #[test]
+    fn finds_the_last_member_only_when_it_closes_the_object() {
+        assert_eq!(
+            last(br#"{"a":1, "usage" : {"x":3} } "#, "usage"),
+            Some(serde_json::json!({"x":3}))
+        );
+        assert_eq!(last(br#"{"a":{"usage":1}}"#, "usage"), None);
+        assert_eq!(last(br#"{"usage":1,"a":2}"#, "usage"), None);
+        assert_eq!(last(br#"{"say \"usage": 1}"#, "usage"), None);
+        assert_eq!(
+            last(br#"{"x":"a\\","usage":2}"#, "usage"),
+            Some(serde_json::json!(2))
+        );
+        assert_eq!(last(br#"["usage", 1]"#, "usage"), None);
+    }
+
     proptest! {
+        /// On any object, a member found from the end is the one a parser
+        /// finds.
+        #[test]
+        fn the_last_member_agrees_with_a_parser(members in prop::collection::btree_map(r#"(usage|u|"usage"|x|a\\|\\)"#, json(), 0..5)) {
+            let v = serde_json::Value::Object(members.into_iter().collect());
+            let text = v.to_string();
+            let found = last(text.as_bytes(), "usage");
+            // Keys are written sorted: `usage` is last when no greater key
+            // is there, and then it is found unless its own value says
+            // "usage" (the search stops at the last occurrence).
+            let is_last = v.as_object().and_then(|o| o.keys().next_back()).is_some_and(|k| k == "usage");
+            if is_last && !v["usage"].to_string().contains("usage") {
+                prop_assert!(found.is_some());
+            }
+            if let Some(found) = found {
+                prop_assert_eq!(Some(&found), v.get("usage"));
+            }
+        }
+
         /// On any object, the scan finds exactly the value a parser finds.
         #[test]
         fn agrees_with_a_parser(members in prop::collection::btree_map("(usage|u|\"usage\"|x)", json(), 0..5)) {

@@ -64,10 +64,21 @@ struct RawDetails {
 /// The usage of a response without building the rest: other fields are
 /// skipped, not allocated.
 pub fn usage_only(body: &[u8]) -> Option<Usage> {
-    // Fast: find the top-level `usage` by a byte scan and parse only it.
-    let scanned = crate::json_scan::top_level_value(body, "usage").and_then(|at| {
-        let mut de = serde_json::Deserializer::from_slice(&body[at..]);
-        <Option<RawUsage> as serde::Deserialize>::deserialize(&mut de).ok()
+    use crate::json_scan::{closes_object, last_member, top_level_value};
+    // Fastest: `usage` is the last member (OpenAI and most servers put it
+    // there). Fast: find the top-level `usage` by a byte scan. Either way
+    // only the usage object is parsed.
+    let last = last_member(body, "usage").and_then(|at| {
+        let mut values =
+            serde_json::Deserializer::from_slice(&body[at..]).into_iter::<Option<RawUsage>>();
+        let u = values.next()?.ok()?;
+        closes_object(&body[at + values.byte_offset()..]).then_some(u)
+    });
+    let scanned = last.or_else(|| {
+        top_level_value(body, "usage").and_then(|at| {
+            let mut de = serde_json::Deserializer::from_slice(&body[at..]);
+            <Option<RawUsage> as serde::Deserialize>::deserialize(&mut de).ok()
+        })
     });
     let u = match scanned {
         Some(u) => u?,
