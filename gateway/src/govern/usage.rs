@@ -1,15 +1,17 @@
 //! Usage records: one JSON line per request in an append-only, rotated file.
 //!
-//! Durability: before a request goes upstream its provisional record (usage
-//! = the reservation) is appended to a write-ahead file; when it ends, the
-//! final record goes to the log. A restart replays every provisional record
-//! that has no final one, so a response that completed is never missing from
-//! the log, and never twice in it.
+//! Durability: a request's provisional record (usage = the reservation) is
+//! noted in a write-ahead file before any of its answer goes out (with
+//! `fsync: always`, before it goes upstream); when it ends, the final record
+//! goes to the log. A restart replays every provisional record that has no
+//! final one, so a response that completed is never missing from the log,
+//! and never twice in it.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,6 +58,12 @@ struct Files {
     open: BTreeMap<u64, u64>,
     /// Reused for every line: no allocation per record.
     buf: Vec<u8>,
+    /// Notes not yet written (unless `fsync: always`): one write covers
+    /// every request noted since the last answer went out.
+    notes: Vec<u8>,
+    /// The last write of notes failed: new requests are refused until one
+    /// succeeds.
+    notes_failed: bool,
     /// Final records not yet written, and the generations of their notes:
     /// a note may go only once its final record is in the log.
     pending: Vec<u8>,
@@ -67,6 +75,8 @@ pub struct UsageLog {
     fsync: Fsync,
     rotate_size: u64,
     files: Mutex<Files>,
+    /// `Files::notes` holds something: lets `commit` skip the lock.
+    waiting: AtomicBool,
 }
 
 /// A new write-ahead generation starts once the current one holds this much.
@@ -184,9 +194,12 @@ impl UsageLog {
                 wal_len: 0,
                 open: BTreeMap::new(),
                 buf: Vec::with_capacity(1024),
+                notes: Vec::with_capacity(64 << 10),
+                notes_failed: false,
                 pending: Vec::with_capacity(FLUSH_AT + 4096),
                 pending_gens: Vec::new(),
             }),
+            waiting: AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&me);
         let fsync = cfg.fsync;
@@ -228,27 +241,65 @@ impl UsageLog {
 
     /// Notes a request about to go upstream, charged at its reservation
     /// should its end never be recorded. Answers the write-ahead
-    /// generation to hand back to `end`.
+    /// generation to hand back to `end`. Unless `fsync: always`, the note
+    /// is written by `commit`, before the request's answer goes out.
     pub fn begin(&self, provisional: &UsageRecord) -> Result<u64, String> {
         let mut guard = self.lock();
         let f = &mut *guard;
-        if f.wal_len > WAL_ROTATE {
+        if f.notes_failed {
+            // Retried here so a disk that recovered is noticed.
+            self.write_notes(f)?;
+        }
+        if f.wal_len + f.notes.len() as u64 > WAL_ROTATE {
+            self.write_notes(f)?;
             self.next_wal(f)?;
         }
-        f.buf.clear();
-        line(&mut f.buf, provisional);
         let gen = f.wal_gen;
-        f.wal
-            .write_all(&f.buf)
-            .map_err(|e| io("cannot write", &wal_path(&self.path, gen), e))?;
         if self.fsync == Fsync::Always {
+            f.buf.clear();
+            line(&mut f.buf, provisional);
+            let wal = wal_path(&self.path, gen);
             f.wal
-                .sync_data()
-                .map_err(|e| io("cannot sync", &wal_path(&self.path, gen), e))?;
+                .write_all(&f.buf)
+                .map_err(|e| io("cannot write", &wal, e))?;
+            f.wal.sync_data().map_err(|e| io("cannot sync", &wal, e))?;
+            f.wal_len += f.buf.len() as u64;
+        } else {
+            line(&mut f.notes, provisional);
+            self.waiting.store(true, Ordering::Release);
         }
-        f.wal_len += f.buf.len() as u64;
         *f.open.entry(gen).or_default() += 1;
         Ok(gen)
+    }
+
+    /// Writes the notes waiting in memory. Called before a noted request's
+    /// answer goes out: a response that completes is then covered by its
+    /// note or by its record even if the process dies at once.
+    pub fn commit(&self) -> Result<(), String> {
+        // A note this request made is seen here: the lock that stored it
+        // ordered the flag before this task went on.
+        if !self.waiting.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut guard = self.lock();
+        self.write_notes(&mut guard)
+    }
+
+    fn write_notes(&self, f: &mut Files) -> Result<(), String> {
+        if f.notes.is_empty() {
+            return Ok(());
+        }
+        // A failed write is retried whole: a note twice is harmless (replay
+        // takes each request id once), a torn line is skipped.
+        if let Err(e) = f.wal.write_all(&f.notes) {
+            f.notes_failed = true;
+            return Err(io("cannot write", &wal_path(&self.path, f.wal_gen), e));
+        }
+        f.notes_failed = false;
+        f.wal_len += f.notes.len() as u64;
+        f.notes.clear();
+        self.waiting.store(false, Ordering::Release);
+        Ok(())
     }
 
     /// Appends a request's final record; `gen` is what `begin` answered.
@@ -271,10 +322,13 @@ impl UsageLog {
         Ok(())
     }
 
-    /// Writes the batched records; releases the notes they cover.
+    /// Writes the waiting notes and the batched records; releases the
+    /// notes the records cover.
     pub fn flush(&self) -> Result<(), String> {
         let mut guard = self.lock();
-        self.write_pending(&mut guard)
+        let notes = self.write_notes(&mut guard);
+        self.write_pending(&mut guard)?;
+        notes
     }
 
     fn write_pending(&self, f: &mut Files) -> Result<(), String> {
@@ -444,6 +498,25 @@ mod tests {
         // A second restart replays nothing more.
         let (_, again) = UsageLog::open(&cfg(&d, 1 << 20)).unwrap();
         assert_eq!(again.len(), 3);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_committed_note_is_replayed() {
+        let d = tmpdir("commit");
+        {
+            let (log, _) = UsageLog::open(&cfg(&d, 1 << 20)).unwrap();
+            log.begin(&rec("answered", 5)).unwrap();
+            // Its answer goes out; the process dies before its end.
+            log.commit().unwrap();
+            std::mem::forget(log);
+        }
+        let (_, records) = UsageLog::open(&cfg(&d, 1 << 20)).unwrap();
+        let ids: Vec<_> = records
+            .iter()
+            .map(|r| (r.request_id.as_str(), r.cost_nano_usd, r.replayed))
+            .collect();
+        assert_eq!(ids, vec![("answered", 5, true)]);
         let _ = std::fs::remove_dir_all(&d);
     }
 

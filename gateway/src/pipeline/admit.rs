@@ -4,29 +4,35 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
+use super::head::{Headers, X_SLUICE_REQUEST_ID};
 use super::RequestCtx;
 use crate::errors::GatewayError;
 use crate::govern::admit::fmt_duration;
 use crate::govern::usage::UsageRecord;
 use crate::snapshot::Model;
 
-/// A process-unique request id: a random prefix chosen at start and a counter.
+/// A process-unique request id: a random prefix chosen at start and a
+/// counter, both in hex (written by hand: `format!` costs 2k instructions).
 pub fn request_id() -> String {
-    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static PREFIX: OnceLock<String> = OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let prefix = *PREFIX.get_or_init(|| {
+    let prefix = PREFIX.get_or_init(|| {
         let mut b = [0u8; 8];
         use ring::rand::SecureRandom;
         let _ = ring::rand::SystemRandom::new().fill(&mut b);
-        u64::from_le_bytes(b) | 1
+        format!("req_{:016x}", u64::from_le_bytes(b) | 1)
     });
-    format!(
-        "req_{prefix:016x}{:x}",
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let mut id = String::with_capacity(prefix.len() + 16);
+    id.push_str(prefix);
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        let d = ((n >> (i * 4)) & 0xf) as u32;
+        id.push(char::from_digit(d, 16).unwrap_or('0'));
+    }
+    id
 }
 
 /// Authenticates the caller and checks the path is theirs to call.
@@ -132,6 +138,18 @@ pub async fn reserve(
     Ok(())
 }
 
+/// Before any of a noted request's answer goes out, its note is written
+/// (see `UsageLog::commit`).
+pub fn answering(ctx: &RequestCtx) {
+    if ctx.wal_gen.is_none() {
+        return;
+    }
+    let gov = &ctx.snapshot.governance;
+    if let Err(e) = gov.usage.get().map_or(Ok(()), |log| log.commit()) {
+        gov.usage_failed(&e);
+    }
+}
+
 /// The parts of a usage record known from the context alone.
 pub fn record(ctx: &RequestCtx, id: &str) -> UsageRecord {
     let start_ms =
@@ -171,30 +189,32 @@ fn reset_value(d: std::time::Duration) -> http::HeaderValue {
     http::HeaderValue::try_from(fmt_duration(d)).unwrap_or(http::HeaderValue::from_static("0s"))
 }
 
-/// `x-sluice-request-id` and OpenAI's `x-ratelimit-*` headers. Names are
-/// static strings: Pingora takes those without copying or re-titling them.
-pub fn headers(resp: &mut ResponseHeader, ctx: &RequestCtx) {
-    const NAMES: [[&str; 3]; 2] = [
+/// `x-sluice-request-id` and OpenAI's `x-ratelimit-*` headers.
+pub fn headers(resp: &mut impl Headers, ctx: &RequestCtx) {
+    use http::HeaderName as N;
+    const NAMES: [[N; 3]; 2] = [
         [
-            "x-ratelimit-limit-requests",
-            "x-ratelimit-remaining-requests",
-            "x-ratelimit-reset-requests",
+            N::from_static("x-ratelimit-limit-requests"),
+            N::from_static("x-ratelimit-remaining-requests"),
+            N::from_static("x-ratelimit-reset-requests"),
         ],
         [
-            "x-ratelimit-limit-tokens",
-            "x-ratelimit-remaining-tokens",
-            "x-ratelimit-reset-tokens",
+            N::from_static("x-ratelimit-limit-tokens"),
+            N::from_static("x-ratelimit-remaining-tokens"),
+            N::from_static("x-ratelimit-reset-tokens"),
         ],
     ];
     if let Some(id) = &ctx.request_id {
-        let _ = resp.insert_header("x-sluice-request-id", id.as_str());
+        if let Ok(v) = http::HeaderValue::from_str(id) {
+            resp.put(X_SLUICE_REQUEST_ID, v);
+        }
     }
     let Some(t) = &ctx.ticket else { return };
-    for ([limit, remaining, reset], view) in NAMES.iter().zip([t.requests, t.tokens]) {
+    for ([limit, remaining, reset], view) in NAMES.into_iter().zip([t.requests, t.tokens]) {
         let Some(v) = view else { continue };
-        let _ = resp.insert_header(*limit, http::HeaderValue::from(v.limit));
-        let _ = resp.insert_header(*remaining, http::HeaderValue::from(v.remaining));
-        let _ = resp.insert_header(*reset, reset_value(v.reset));
+        resp.put(limit, http::HeaderValue::from(v.limit));
+        resp.put(remaining, http::HeaderValue::from(v.remaining));
+        resp.put(reset, reset_value(v.reset));
     }
 }
 
@@ -202,6 +222,19 @@ pub fn headers(resp: &mut ResponseHeader, ctx: &RequestCtx) {
 mod tests {
     use super::reset_value;
     use std::time::Duration;
+
+    #[test]
+    fn request_ids_are_the_prefix_and_the_counter_in_hex() {
+        let a = super::request_id();
+        let b = super::request_id();
+        assert!(a.len() > 20);
+        assert!(a.starts_with("req_") && b.starts_with(&a[..20]));
+        let n = |id: &str| u64::from_str_radix(&id[20..], 16).unwrap();
+        assert!(n(&b) > n(&a), "{a} {b}");
+        assert!(a[20..]
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    }
 
     #[test]
     fn reset_values_round_up_to_whole_seconds_within_a_minute() {

@@ -10,6 +10,7 @@ use pingora::upstreams::peer::HttpPeer;
 
 use super::attempt::health;
 use super::dispatch::{self, upstream_error};
+use super::head::{Headers, X_SLUICE_ATTEMPTS, X_SLUICE_TARGET};
 use super::relay::{self, client_gone};
 use super::transcode;
 use super::translate::{self, Plan};
@@ -88,31 +89,31 @@ pub(super) async fn upstream_error_response(
     let status = head.status.as_u16();
     ctx.status = status;
     let (mut resp, body) = if provider.format == ctx.inbound {
-        (relay::response_header(head, provider)?, body)
+        (relay::response_header(head, provider), body)
     } else {
         let out = translate::error_body(provider.format, ctx.inbound, status, &body);
         (
-            transcode::plain_head(status, "application/json", head, provider)?,
+            transcode::plain_head(head.status, "application/json", Some(head), provider),
             out,
         )
     };
-    let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len());
-    resp.remove_header(&http::header::TRANSFER_ENCODING);
+    resp.put(http::header::CONTENT_LENGTH, body.len().into());
+    resp.remove(http::header::TRANSFER_ENCODING);
     target_headers(&mut resp, ctx);
-    whole(session, ctx, resp, body).await
+    whole(session, ctx, resp.done(), body).await
 }
 
 /// `x-sluice-target` and `x-sluice-attempts`: what served the request.
-pub fn target_headers(resp: &mut ResponseHeader, ctx: &RequestCtx) {
+pub fn target_headers(resp: &mut impl Headers, ctx: &RequestCtx) {
     let label = ctx
         .model
         .as_ref()
         .and_then(|m| ctx.target.and_then(|i| m.targets.get(i)))
-        .map(|t| t.label.as_str());
+        .and_then(|t| http::HeaderValue::from_str(&t.label).ok());
     if let Some(l) = label {
-        let _ = resp.insert_header("x-sluice-target", l);
+        resp.put(X_SLUICE_TARGET, l);
     }
-    let _ = resp.insert_header("x-sluice-attempts", ctx.attempts);
+    resp.put(X_SLUICE_ATTEMPTS, ctx.attempts.into());
     super::admit::headers(resp, ctx);
 }
 
@@ -147,17 +148,17 @@ pub(super) async fn relay(
         let Some(head) = up.response_header() else {
             return Err(GatewayError::Internal("response head vanished".into()));
         };
-        let mut resp = relay::response_header(head, provider)?;
+        let mut resp = relay::response_header(head, provider);
         target_headers(&mut resp, ctx);
-        ctx.status = resp.status.as_u16();
+        ctx.status = resp.status().as_u16();
         let start = match body {
             Body::Whole(body) => {
                 if let Some(run) = ctx.filters.as_mut().filter(|r| r.cx.usage.is_none()) {
                     run.cx.usage = provider.format.codec().decode_usage(&body);
                 }
-                let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len());
-                resp.remove_header(&http::header::TRANSFER_ENCODING);
-                let sent = whole(session, ctx, resp, body).await;
+                resp.put(http::header::CONTENT_LENGTH, body.len().into());
+                resp.remove(http::header::TRANSFER_ENCODING);
+                let sent = whole(session, ctx, resp.done(), body).await;
                 if sent.is_ok() {
                     dispatch::release(gw, up, peer).await;
                 }
@@ -167,11 +168,12 @@ pub(super) async fn relay(
             Body::Stream => None,
         };
         is_sse = resp
-            .headers
+            .headers()
             .get(http::header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        super::admit::answering(ctx);
         session
-            .write_response_header(resp, false)
+            .write_response_header(resp.done(), false)
             .await
             .map_err(|_| GatewayError::ClientGone)?;
         if let Some(start) = start {
@@ -249,6 +251,7 @@ pub(super) async fn whole(
     resp: Box<ResponseHeader>,
     body: Bytes,
 ) -> Result<(), GatewayError> {
+    super::admit::answering(ctx);
     session
         .write_response_header(resp, false)
         .await

@@ -24,49 +24,52 @@ pub fn request_header(
     body_len: usize,
     stream: bool,
 ) -> Result<Box<RequestHeader>, GatewayError> {
-    let method = if endpoint == Endpoint::Models {
-        "GET"
-    } else {
-        "POST"
-    };
-    let internal = |e: Box<PError>| GatewayError::UpstreamBroken {
+    use http::header::{self as h, HeaderValue};
+    let broken = |cause: String| GatewayError::UpstreamBroken {
         provider: provider.name.clone(),
-        cause: format!("cannot build request: {e}"),
+        cause: format!("cannot build request: {cause}"),
     };
-    let mut req = RequestHeader::build(method, path.as_bytes(), Some(8 + provider.headers.len()))
-        .map_err(internal)?;
-    req.insert_header(http::header::HOST, provider.base.authority.as_str())
-        .map_err(internal)?;
-    req.insert_header(http::header::CONTENT_TYPE, "application/json")
-        .map_err(internal)?;
-    req.insert_header(http::header::CONTENT_LENGTH, body_len)
-        .map_err(internal)?;
-    req.insert_header(http::header::USER_AGENT, USER_AGENT)
-        .map_err(internal)?;
+    // Built as plain `http` parts and handed to Pingora once: its own
+    // insert_header parses every name again. No case map: names go out
+    // lower-case, as HTTP/2 sends them.
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = if endpoint == Endpoint::Models {
+        http::Method::GET
+    } else {
+        http::Method::POST
+    };
+    parts.uri = http::Uri::try_from(path).map_err(|e| broken(format!("bad path {path:?}: {e}")))?;
+    let headers = &mut parts.headers;
+    headers.reserve(8 + provider.auth.len() + provider.headers.len());
+    let host = HeaderValue::from_str(&provider.base.authority)
+        .map_err(|e| broken(format!("bad host: {e}")))?;
+    headers.insert(h::HOST, host);
+    headers.insert(
+        h::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(h::CONTENT_LENGTH, body_len.into());
+    headers.insert(h::USER_AGENT, HeaderValue::from_static(USER_AGENT));
     let accept = if stream {
         "text/event-stream"
     } else {
         "application/json"
     };
-    req.insert_header(http::header::ACCEPT, accept)
-        .map_err(internal)?;
+    headers.insert(h::ACCEPT, HeaderValue::from_static(accept));
     for (name, value) in &provider.auth {
-        req.insert_header(name.clone(), value.clone())
-            .map_err(internal)?;
+        headers.insert(name.clone(), value.clone());
     }
     if !provider.forward.is_empty() {
         for (name, value) in client.headers.iter() {
             if provider.forwards(name.as_str()) {
-                req.append_header(name.clone(), value.clone())
-                    .map_err(internal)?;
+                headers.append(name.clone(), value.clone());
             }
         }
     }
     for (name, value) in &provider.headers {
-        req.insert_header(name.clone(), value.clone())
-            .map_err(internal)?;
+        headers.insert(name.clone(), value.clone());
     }
-    Ok(Box::new(req))
+    Ok(Box::new(RequestHeader::from(parts)))
 }
 
 /// Maps a Pingora client error to what the caller should see.

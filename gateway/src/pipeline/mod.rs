@@ -6,6 +6,7 @@ mod admit;
 mod answer;
 mod attempt;
 mod dispatch;
+mod head;
 pub mod passthrough;
 mod probe;
 mod read;

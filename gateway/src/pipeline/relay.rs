@@ -9,6 +9,7 @@ use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
 
 use super::dispatch::upstream_error;
+use super::head::{Head, X_SLUICE_PROVIDER};
 use super::RequestCtx;
 use crate::errors::GatewayError;
 use crate::upstream::Provider;
@@ -31,27 +32,17 @@ fn hop_by_hop(name: &str) -> bool {
 }
 
 /// The client's response head: the upstream's, less its hop-by-hop headers.
-pub fn response_header(
-    head: &ResponseHeader,
-    provider: &Provider,
-) -> Result<Box<ResponseHeader>, GatewayError> {
-    let internal = |e: Box<pingora::Error>| GatewayError::UpstreamBroken {
-        provider: provider.name.clone(),
-        cause: format!("bad response head: {e}"),
-    };
-    // Without a case map: names go out lower-case (HTTP/2 style), and each
-    // insert is one map update instead of two plus a copy of the name.
-    let mut resp = ResponseHeader::build_no_case(head.status, Some(head.headers.len() + 8))
-        .map_err(internal)?;
+pub fn response_header(head: &ResponseHeader, provider: &Provider) -> Head {
+    // No case map: names go out lower-case (HTTP/2 style), and each header
+    // is one map update of an already parsed name.
+    let mut resp = Head::new(head.status, head.headers.len() + 8);
     for (name, value) in head.headers.iter() {
         if !hop_by_hop(name.as_str()) {
-            resp.append_header(name.clone(), value.clone())
-                .map_err(internal)?;
+            resp.append(name.clone(), value.clone());
         }
     }
-    resp.insert_header("x-sluice-provider", provider.name.as_str())
-        .map_err(internal)?;
-    Ok(Box::new(resp))
+    resp.put_str(X_SLUICE_PROVIDER, &provider.name);
+    resp
 }
 
 /// Waits until the client goes away (connection closed or h2 stream reset).

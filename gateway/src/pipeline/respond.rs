@@ -1,9 +1,10 @@
 //! Responses Sluice writes itself: JSON bodies and errors.
 
 use bytes::Bytes;
-use pingora::http::ResponseHeader;
+use http::{HeaderValue, StatusCode};
 use pingora::proxy::Session;
 
+use super::head::{Head, Headers};
 use super::RequestCtx;
 use crate::errors::GatewayError;
 
@@ -23,16 +24,21 @@ async fn json_with(
     retry_after: Option<u64>,
     ctx: &RequestCtx,
 ) -> Result<(), GatewayError> {
-    let mut resp = ResponseHeader::build_no_case(status, Some(12))
+    let status = StatusCode::from_u16(status)
         .map_err(|e| GatewayError::Internal(format!("response head: {e}")))?;
-    let _ = resp.insert_header(http::header::CONTENT_TYPE, "application/json");
+    let mut resp = Head::new(status, 12);
+    resp.put(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Some(s) = retry_after {
-        let _ = resp.insert_header(http::header::RETRY_AFTER, s);
+        resp.put(http::header::RETRY_AFTER, s.into());
     }
-    let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len());
+    resp.put(http::header::CONTENT_LENGTH, body.len().into());
     super::admit::headers(&mut resp, ctx);
+    super::admit::answering(ctx);
     session
-        .write_response_header(Box::new(resp), false)
+        .write_response_header(resp.done(), false)
         .await
         .map_err(|_| GatewayError::ClientGone)?;
     session

@@ -3,6 +3,8 @@
 //! a `StreamTranslator`, each client event written as soon as it is complete.
 
 use bytes::{Bytes, BytesMut};
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use http::StatusCode;
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
@@ -10,6 +12,7 @@ use sluice_filters::ChainRun;
 use sluice_providers::{EventHook, Format, StreamEvent, StreamTranslator};
 
 use super::dispatch::upstream_error;
+use super::head::{Head, Headers, X_SLUICE_DROPPED_PARAMS, X_SLUICE_PROVIDER};
 use super::relay::{client_gone, write};
 use super::translate::{self, Plan};
 use super::RequestCtx;
@@ -52,52 +55,48 @@ impl EventHook for Hook {
 /// A head for a body Sluice re-rendered: the upstream's status, its
 /// rate-limit hints, and who served it.
 pub fn plain_head(
-    status: u16,
-    content_type: &str,
-    upstream: &ResponseHeader,
+    status: StatusCode,
+    content_type: &'static str,
+    upstream: Option<&ResponseHeader>,
     provider: &Provider,
-) -> Result<Box<ResponseHeader>, GatewayError> {
-    let internal = |e: Box<pingora::Error>| GatewayError::Internal(format!("response head: {e}"));
-    let mut h = ResponseHeader::build_no_case(status, Some(16)).map_err(internal)?;
-    h.insert_header(http::header::CONTENT_TYPE, content_type)
-        .map_err(internal)?;
-    h.insert_header("x-sluice-provider", provider.name.as_str())
-        .map_err(internal)?;
+) -> Head {
+    let mut h = Head::new(status, 16);
+    h.put(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.put_str(X_SLUICE_PROVIDER, &provider.name);
     // Rate-limit hints stay meaningful across formats.
-    for name in ["retry-after", "x-request-id", "request-id"] {
-        if let Some(v) = upstream.headers.get(name) {
-            h.insert_header(name, v.clone()).map_err(internal)?;
+    const HINTS: [HeaderName; 3] = [
+        http::header::RETRY_AFTER,
+        HeaderName::from_static("x-request-id"),
+        HeaderName::from_static("request-id"),
+    ];
+    for name in HINTS {
+        if let Some(v) = upstream.and_then(|u| u.headers.get(&name)) {
+            let v = v.clone();
+            h.put(name, v);
         }
     }
-    Ok(Box::new(h))
+    h
 }
 
 impl Relay<'_> {
     fn head(
         &self,
-        status: u16,
-        content_type: &str,
+        status: StatusCode,
+        content_type: &'static str,
         up: &HttpSession,
         ctx: &RequestCtx,
-    ) -> Result<Box<ResponseHeader>, GatewayError> {
-        let internal =
-            |e: Box<pingora::Error>| GatewayError::Internal(format!("response head: {e}"));
-        let empty = ResponseHeader::build_no_case(status, None).map_err(internal)?;
-        let mut h = plain_head(
-            status,
-            content_type,
-            up.response_header().unwrap_or(&empty),
-            self.provider,
-        )?;
+    ) -> Head {
+        let mut h = plain_head(status, content_type, up.response_header(), self.provider);
         if let Some(d) = self.dropped {
-            h.insert_header("x-sluice-dropped-params", d)
-                .map_err(internal)?;
+            h.put_str(X_SLUICE_DROPPED_PARAMS, d);
         }
         for (name, value) in ctx.filters.iter().flat_map(|f| f.cx.headers.iter()) {
-            h.insert_header(*name, value.as_str()).map_err(internal)?;
+            if let Ok(n) = HeaderName::try_from(*name) {
+                h.put_str(n, value);
+            }
         }
         super::answer::target_headers(&mut h, ctx);
-        Ok(h)
+        h
     }
 
     /// Relays a 2xx response whole or as a stream; the head has been read.
@@ -109,8 +108,8 @@ impl Relay<'_> {
         ctx: &mut RequestCtx,
         body: Option<Bytes>,
     ) -> Result<(), GatewayError> {
-        let status = up.response_header().map_or(200, |h| h.status.as_u16());
-        ctx.status = status;
+        let status = up.response_header().map_or(StatusCode::OK, |h| h.status);
+        ctx.status = status.as_u16();
         let is_sse = up.response_header().is_some_and(|h| {
             h.headers
                 .get(http::header::CONTENT_TYPE)
@@ -137,10 +136,11 @@ impl Relay<'_> {
             self.model,
             ctx.filters.as_mut(),
         )?;
-        let mut head = self.head(status, "application/json", up, ctx)?;
-        let _ = head.insert_header(http::header::CONTENT_LENGTH, out.len());
+        let mut head = self.head(status, "application/json", up, ctx);
+        head.put(http::header::CONTENT_LENGTH, out.len().into());
+        super::admit::answering(ctx);
         session
-            .write_response_header(head, false)
+            .write_response_header(head.done(), false)
             .await
             .map_err(|_| GatewayError::ClientGone)?;
         write(session, ctx, out).await?;
@@ -197,10 +197,14 @@ impl Relay<'_> {
         else {
             return Err(GatewayError::Internal("stream without a chat plan".into()));
         };
-        let mut head = self.head(200, "text/event-stream", up, ctx)?;
-        let _ = head.insert_header(http::header::CACHE_CONTROL, "no-cache");
+        let mut head = self.head(StatusCode::OK, "text/event-stream", up, ctx);
+        head.put(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache"),
+        );
+        super::admit::answering(ctx);
         session
-            .write_response_header(head, false)
+            .write_response_header(head.done(), false)
             .await
             .map_err(|_| GatewayError::ClientGone)?;
         let mut tr = StreamTranslator::with_hook(

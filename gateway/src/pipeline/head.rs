@@ -1,0 +1,91 @@
+//! Response heads Sluice builds itself, as plain `http` parts turned into
+//! Pingora's head once at the end. Pingora's `insert_header` parses every
+//! name again (and copies a `HeaderName` to re-title it); here names are
+//! parsed once, at compile time.
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::StatusCode;
+use pingora::http::ResponseHeader;
+
+pub const X_SLUICE_PROVIDER: HeaderName = HeaderName::from_static("x-sluice-provider");
+pub const X_SLUICE_TARGET: HeaderName = HeaderName::from_static("x-sluice-target");
+pub const X_SLUICE_ATTEMPTS: HeaderName = HeaderName::from_static("x-sluice-attempts");
+pub const X_SLUICE_REQUEST_ID: HeaderName = HeaderName::from_static("x-sluice-request-id");
+pub const X_SLUICE_DROPPED_PARAMS: HeaderName = HeaderName::from_static("x-sluice-dropped-params");
+
+/// A response head being built.
+pub struct Head(http::response::Parts);
+
+impl Head {
+    pub fn new(status: StatusCode, capacity: usize) -> Head {
+        let (mut parts, ()) = http::Response::new(()).into_parts();
+        parts.status = status;
+        parts.headers = HeaderMap::with_capacity(capacity);
+        Head(parts)
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.0.status
+    }
+
+    pub fn headers(&self) -> &HeaderMap {
+        &self.0.headers
+    }
+
+    pub fn append(&mut self, name: HeaderName, value: HeaderValue) {
+        self.0.headers.append(name, value);
+    }
+
+    pub fn remove(&mut self, name: HeaderName) {
+        self.0.headers.remove(name);
+    }
+
+    /// `value` when it is a valid header value (names and labels from
+    /// config always are; a bad one is left out rather than failing).
+    pub fn put_str(&mut self, name: HeaderName, value: &str) {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            self.put(name, v);
+        }
+    }
+
+    pub fn done(self) -> Box<ResponseHeader> {
+        Box::new(ResponseHeader::from(self.0))
+    }
+}
+
+/// Where Sluice's own headers go: a head it is building, or one Pingora
+/// built (a passthrough answer).
+pub trait Headers {
+    fn put(&mut self, name: HeaderName, value: HeaderValue);
+}
+
+impl Headers for Head {
+    fn put(&mut self, name: HeaderName, value: HeaderValue) {
+        self.0.headers.insert(name, value);
+    }
+}
+
+impl Headers for ResponseHeader {
+    fn put(&mut self, name: HeaderName, value: HeaderValue) {
+        let _ = self.insert_header(name, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_built_head_keeps_status_and_every_value() {
+        let mut h = Head::new(StatusCode::CREATED, 4);
+        h.put(X_SLUICE_ATTEMPTS, HeaderValue::from(2u32));
+        h.append(http::header::VARY, HeaderValue::from_static("a"));
+        h.append(http::header::VARY, HeaderValue::from_static("b"));
+        h.put_str(X_SLUICE_TARGET, "bad\nvalue");
+        let r = h.done();
+        assert_eq!(r.status, StatusCode::CREATED);
+        assert_eq!(r.headers["x-sluice-attempts"], "2");
+        assert_eq!(r.headers.get_all("vary").iter().count(), 2);
+        assert!(r.headers.get("x-sluice-target").is_none());
+    }
+}
