@@ -13,7 +13,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use sluice_gateway::config::schema::{Fsync, RawConfig, UsageLogSection};
 use sluice_gateway::config::units::Size;
 use sluice_gateway::govern::limits::{now_nanos, Gcra};
-use sluice_gateway::govern::usage::{UsageLog, UsageRecord};
+use sluice_gateway::govern::usage::{Entry, UsageLog};
 use sluice_gateway::govern::Governance;
 
 /// Runs a future that never waits (the memory store's admission).
@@ -87,22 +87,28 @@ fn admission(c: &mut Criterion) {
         rotate_size: Size(64 << 20),
     })
     .unwrap();
-    let mut rec = UsageRecord {
-        tenant: Some("t".into()),
-        key_id: Some("k".into()),
-        model: Some("m".into()),
-        provider: Some("p".into()),
-        target: Some("p/m".into()),
-        status: 200,
-        ..UsageRecord::default()
-    };
     let mut n = 0u64;
+    let mut id = String::new();
     g.bench_function("usage log: write-ahead + record", |b| {
         b.iter(|| {
             n += 1;
-            rec.request_id = format!("req_{n:x}");
+            id.clear();
+            id.push_str("req_");
+            id.push_str(itoa::Buffer::new().format(n));
+            let rec = Entry {
+                request_id: &id,
+                tenant: Some("t"),
+                key_id: Some("k"),
+                model: Some("m"),
+                provider: Some("p"),
+                target: Some("p/m"),
+                status: 200,
+                ..Entry::default()
+            };
             let g = log.begin(&rec).unwrap();
             log.end(&rec, Some(g)).unwrap();
+            // The worst case: each answer writes its own note.
+            log.commit().unwrap();
         })
     });
     g.finish();

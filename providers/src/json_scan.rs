@@ -3,8 +3,8 @@
 //! cheaper than even a skipping parse; and, cheaper still, a search from
 //! the end for a member that comes last. Used for usage on the hot path.
 
-/// Where the value of member `key` starts, if `"key":` occurs in the text
-/// and its last occurrence is a real key: the caller parses the value and
+/// Where the value of member `key` starts, if the last `"key"` in the text
+/// is a real key (followed by `:`): the caller parses the value and
 /// keeps it only if `closes_object` holds after it. In valid JSON an
 /// unescaped quote followed by a letter opens a string, and a string
 /// followed by `:` is a key; a key whose value is followed by the close of
@@ -12,15 +12,14 @@
 /// last, so this reads the usage object and little else.
 pub fn last_member(body: &[u8], key: &str) -> Option<usize> {
     let key = key.as_bytes();
-    let trimmed = body.trim_ascii_start();
-    if trimmed.first() != Some(&b'{') || key.is_empty() {
+    if body.trim_ascii_start().first() != Some(&b'{') {
         return None;
     }
-    let at = memchr::memmem::rfind(body, key)?;
-    let (open, close) = (at.checked_sub(1)?, at + key.len());
-    if body[open] != b'"' || body.get(close) != Some(&b'"') {
-        return None;
-    }
+    // Quote by quote from the end: the member sits within the last few.
+    let open = memchr::memrchr_iter(b'"', body).find(|&q| {
+        body.get(q + 1..q + 1 + key.len()) == Some(key)
+            && body.get(q + 1 + key.len()) == Some(&b'"')
+    })?;
     // The opening quote is escaped after an odd run of backslashes.
     let slashes = body[..open]
         .iter()
@@ -30,7 +29,7 @@ pub fn last_member(body: &[u8], key: &str) -> Option<usize> {
     if slashes % 2 == 1 {
         return None;
     }
-    let rest = body[close + 1..].trim_ascii_start();
+    let rest = body[open + key.len() + 2..].trim_ascii_start();
     let rest = rest.strip_prefix(b":")?.trim_ascii_start();
     Some(body.len() - rest.len())
 }

@@ -46,6 +46,64 @@ pub struct UsageRecord {
     pub replayed: bool,
 }
 
+/// A record as it is written: borrowed from the request, so noting and
+/// recording one allocates nothing. `UsageRecord` is a record read back.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Entry<'a> {
+    pub ts_ms: u64,
+    pub request_id: &'a str,
+    pub tenant: Option<&'a str>,
+    /// A key id, or with `jwt` a JWT subject, written as `jwt:<subject>`
+    /// so it can never be taken for a key id (those have no ':').
+    pub key_id: Option<&'a str>,
+    pub jwt: bool,
+    pub model: Option<&'a str>,
+    pub provider: Option<&'a str>,
+    pub target: Option<&'a str>,
+    pub status: u16,
+    pub stream: bool,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cached_tokens: u64,
+    pub cost_nano_usd: u64,
+    pub latency_ms: f64,
+    pub ttfb_ms: Option<f64>,
+    pub upstream_ms: Option<f64>,
+    pub replayed: bool,
+}
+
+impl Entry<'_> {
+    /// The record as one JSON object (for the Redis usage stream).
+    pub fn json(&self) -> String {
+        super::usage_json::to_string(self)
+    }
+}
+
+impl UsageRecord {
+    pub fn entry(&self) -> Entry<'_> {
+        Entry {
+            ts_ms: self.ts_ms,
+            request_id: &self.request_id,
+            tenant: self.tenant.as_deref(),
+            key_id: self.key_id.as_deref(),
+            jwt: false,
+            model: self.model.as_deref(),
+            provider: self.provider.as_deref(),
+            target: self.target.as_deref(),
+            status: self.status,
+            stream: self.stream,
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            cached_tokens: self.cached_tokens,
+            cost_nano_usd: self.cost_nano_usd,
+            latency_ms: self.latency_ms,
+            ttfb_ms: self.ttfb_ms,
+            upstream_ms: self.upstream_ms,
+            replayed: self.replayed,
+        }
+    }
+}
+
 struct Files {
     log: File,
     log_len: u64,
@@ -162,7 +220,7 @@ impl UsageLog {
                 .collect();
             let mut buf = Vec::new();
             for r in &replay {
-                line(&mut buf, r);
+                line(&mut buf, &r.entry());
             }
             log.write_all(&buf)
                 .and_then(|_| log.sync_data())
@@ -243,7 +301,7 @@ impl UsageLog {
     /// should its end never be recorded. Answers the write-ahead
     /// generation to hand back to `end`. Unless `fsync: always`, the note
     /// is written by `commit`, before the request's answer goes out.
-    pub fn begin(&self, provisional: &UsageRecord) -> Result<u64, String> {
+    pub fn begin(&self, provisional: &Entry) -> Result<u64, String> {
         let mut guard = self.lock();
         let f = &mut *guard;
         if f.notes_failed {
@@ -307,7 +365,7 @@ impl UsageLog {
     /// A request noted in the write-ahead file has its record batched (the
     /// note covers it until the batch is written); one that was not (refused
     /// before admission) is written at once.
-    pub fn end(&self, record: &UsageRecord, gen: Option<u64>) -> Result<(), String> {
+    pub fn end(&self, record: &Entry, gen: Option<u64>) -> Result<(), String> {
         let mut guard = self.lock();
         let f = &mut *guard;
         line(&mut f.pending, record);
@@ -397,7 +455,7 @@ impl UsageLog {
     }
 }
 
-fn line(buf: &mut Vec<u8>, r: &UsageRecord) {
+fn line(buf: &mut Vec<u8>, r: &Entry) {
     super::usage_json::write(buf, r);
     buf.push(b'\n');
 }
@@ -479,14 +537,14 @@ mod tests {
         {
             let (log, old) = UsageLog::open(&cfg(&d, 1 << 20)).unwrap();
             assert!(old.is_empty());
-            let g = log.begin(&rec("a", 5)).unwrap();
-            log.begin(&rec("b", 7)).unwrap();
-            let gc = log.begin(&rec("c", 9)).unwrap();
-            log.end(&rec("a", 3), Some(g)).unwrap();
+            let g = log.begin(&rec("a", 5).entry()).unwrap();
+            log.begin(&rec("b", 7).entry()).unwrap();
+            let gc = log.begin(&rec("c", 9).entry()).unwrap();
+            log.end(&rec("a", 3).entry(), Some(g)).unwrap();
             log.flush().unwrap();
             // "c" ends but its record is still batched, "b" never ends:
             // the process dies here.
-            log.end(&rec("c", 4), Some(gc)).unwrap();
+            log.end(&rec("c", 4).entry(), Some(gc)).unwrap();
             std::mem::forget(log);
         }
         let (_, records) = UsageLog::open(&cfg(&d, 1 << 20)).unwrap();
@@ -506,7 +564,7 @@ mod tests {
         let d = tmpdir("commit");
         {
             let (log, _) = UsageLog::open(&cfg(&d, 1 << 20)).unwrap();
-            log.begin(&rec("answered", 5)).unwrap();
+            log.begin(&rec("answered", 5).entry()).unwrap();
             // Its answer goes out; the process dies before its end.
             log.commit().unwrap();
             std::mem::forget(log);
@@ -526,8 +584,8 @@ mod tests {
         let (log, _) = UsageLog::open(&cfg(&d, 300)).unwrap();
         for i in 0..20 {
             let id = format!("r{i}");
-            let g = log.begin(&rec(&id, i)).unwrap();
-            log.end(&rec(&id, i), Some(g)).unwrap();
+            let g = log.begin(&rec(&id, i).entry()).unwrap();
+            log.end(&rec(&id, i).entry(), Some(g)).unwrap();
             log.flush().unwrap();
         }
         let files = std::fs::read_dir(&d).unwrap().count();
@@ -543,18 +601,18 @@ mod tests {
         let d = tmpdir("gens");
         let (log, _) = UsageLog::open(&cfg(&d, 1 << 30)).unwrap();
         let wals = || wal_files(&d.join("usage.jsonl")).len();
-        let held = log.begin(&rec("held", 1)).unwrap();
+        let held = log.begin(&rec("held", 1).entry()).unwrap();
         let mut big = rec("x", 1);
         big.model = Some("m".repeat(4000));
         for i in 0..2000 {
             big.request_id = format!("r{i}");
-            let g = log.begin(&big).unwrap();
-            log.end(&big, Some(g)).unwrap();
+            let g = log.begin(&big.entry()).unwrap();
+            log.end(&big.entry(), Some(g)).unwrap();
         }
         log.flush().unwrap();
         // The first generation waits for "held"; the finished ones are gone.
         assert_eq!(wals(), 2, "{:?}", wal_files(&d.join("usage.jsonl")));
-        log.end(&rec("held", 1), Some(held)).unwrap();
+        log.end(&rec("held", 1).entry(), Some(held)).unwrap();
         log.flush().unwrap();
         assert_eq!(wals(), 1);
         let _ = std::fs::remove_dir_all(&d);

@@ -6,11 +6,37 @@
 //! microsecond): shortest-round-trip float printing cost 1k instructions
 //! each. A property test reads the line back as the record it was.
 
+use super::usage::Entry;
+#[cfg(test)]
 use super::usage::UsageRecord;
+
+/// Bytes a JSON string cannot hold as they are.
+const ESCAPED: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
 
 fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
+    escaped(out, s);
+    out.push(b'"');
+}
+
+/// The inside of a JSON string holding `s`.
+fn escaped(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
+    // Ids and names almost never need escaping: one table lookup a byte.
+    if !bytes.iter().any(|&b| ESCAPED[b as usize]) {
+        out.extend_from_slice(bytes);
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc: &[u8] = match b {
@@ -37,10 +63,9 @@ fn string(out: &mut Vec<u8>, s: &str) {
         start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
 }
 
-fn opt_string(out: &mut Vec<u8>, s: &Option<String>) {
+fn opt_string(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
         Some(s) => string(out, s),
         None => out.extend_from_slice(b"null"),
@@ -51,18 +76,36 @@ fn int(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
-/// `n / 10^scale`, without trailing zeros.
-fn fixed(out: &mut Vec<u8>, n: u64, scale: usize) {
-    let p = 10u64.pow(scale as u32);
+/// `n / 10^scale` (scale at most 9), without trailing zeros.
+fn fixed(out: &mut Vec<u8>, n: u64, scale: u32) {
+    const POW: [u64; 10] = [
+        1,
+        10,
+        100,
+        1_000,
+        10_000,
+        100_000,
+        1_000_000,
+        10_000_000,
+        100_000_000,
+        1_000_000_000,
+    ];
+    let scale = scale.min(9);
+    let p = POW[scale as usize];
     int(out, n / p);
-    let frac = n % p;
-    if frac != 0 {
-        out.push(b'.');
-        let mut b = itoa::Buffer::new();
-        let digits = b.format(frac);
-        out.resize(out.len() + scale - digits.len(), b'0');
-        out.extend_from_slice(digits.trim_end_matches('0').as_bytes());
+    let (mut frac, mut width) = (n % p, scale);
+    if frac == 0 {
+        return;
     }
+    while frac % 10 == 0 {
+        frac /= 10;
+        width -= 1;
+    }
+    out.push(b'.');
+    let mut b = itoa::Buffer::new();
+    let digits = b.format(frac);
+    out.resize(out.len() + width as usize - digits.len(), b'0');
+    out.extend_from_slice(digits.as_bytes());
 }
 
 /// Milliseconds to the microsecond.
@@ -85,21 +128,28 @@ fn opt_millis(out: &mut Vec<u8>, ms: Option<f64>) {
 
 /// Appends `r` as JSON (no newline), field for field as serde would;
 /// `cost_usd` is written from `cost_nano_usd`, which it is derived from.
-pub fn write(out: &mut Vec<u8>, r: &UsageRecord) {
+pub fn write(out: &mut Vec<u8>, r: &Entry) {
     out.extend_from_slice(b"{\"ts_ms\":");
     int(out, r.ts_ms);
     out.extend_from_slice(b",\"request_id\":");
-    string(out, &r.request_id);
+    string(out, r.request_id);
     out.extend_from_slice(b",\"tenant\":");
-    opt_string(out, &r.tenant);
+    opt_string(out, r.tenant);
     out.extend_from_slice(b",\"key_id\":");
-    opt_string(out, &r.key_id);
+    match r.key_id {
+        Some(id) if r.jwt => {
+            out.extend_from_slice(b"\"jwt:");
+            escaped(out, id);
+            out.push(b'"');
+        }
+        id => opt_string(out, id),
+    }
     out.extend_from_slice(b",\"model\":");
-    opt_string(out, &r.model);
+    opt_string(out, r.model);
     out.extend_from_slice(b",\"provider\":");
-    opt_string(out, &r.provider);
+    opt_string(out, r.provider);
     out.extend_from_slice(b",\"target\":");
-    opt_string(out, &r.target);
+    opt_string(out, r.target);
     out.extend_from_slice(b",\"status\":");
     int(out, u64::from(r.status));
     out.extend_from_slice(if r.stream {
@@ -129,6 +179,13 @@ pub fn write(out: &mut Vec<u8>, r: &UsageRecord) {
     out.push(b'}');
 }
 
+/// `r` as a JSON string (for the Redis usage stream).
+pub fn to_string(r: &Entry) -> String {
+    let mut out = Vec::with_capacity(512);
+    write(&mut out, r);
+    String::from_utf8(out).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +210,19 @@ mod tests {
         assert_eq!(w(u64::MAX, 9), "18446744073.709551615");
     }
 
+    #[test]
+    fn jwt_subjects_are_marked() {
+        let e = Entry {
+            key_id: Some("ann\"x"),
+            jwt: true,
+            ..Entry::default()
+        };
+        let mut out = Vec::new();
+        write(&mut out, &e);
+        let back: UsageRecord = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back.key_id.as_deref(), Some("jwt:ann\"x"));
+    }
+
     proptest! {
         #[test]
         fn reads_back_as_the_record_it_was(
@@ -170,7 +240,7 @@ mod tests {
                 upstream_ms: up, replayed,
             };
             let mut ours = Vec::new();
-            write(&mut ours, &r);
+            write(&mut ours, &r.entry());
             // Read back as the record it is: strings, integers and flags
             // exactly; the cost as its nano-USD, latencies to the microsecond.
             let back: UsageRecord = serde_json::from_slice(&ours).unwrap();

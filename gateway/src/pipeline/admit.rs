@@ -10,7 +10,7 @@ use super::head::{Headers, X_SLUICE_REQUEST_ID};
 use super::RequestCtx;
 use crate::errors::GatewayError;
 use crate::govern::admit::fmt_duration;
-use crate::govern::usage::UsageRecord;
+use crate::govern::usage::Entry;
 use crate::snapshot::Model;
 
 /// A process-unique request id: a random prefix chosen at start and a
@@ -115,13 +115,15 @@ pub async fn reserve(
         )
         .await?;
     if let (Some(log), Some(id)) = (gov.usage.get(), &ctx.request_id) {
-        let mut r = record(ctx, id);
-        r.prompt_tokens = prompt;
-        r.completion_tokens = ticket.reserved_tokens.saturating_sub(prompt);
-        r.cost_nano_usd = ticket.reserved_cost;
-        r.cost_usd = crate::govern::budget::nano_to_usd(ticket.reserved_cost);
-        r.model = Some(model.name.clone());
-        match log.begin(&r) {
+        let r = Entry {
+            prompt_tokens: prompt,
+            completion_tokens: ticket.reserved_tokens.saturating_sub(prompt),
+            cost_nano_usd: ticket.reserved_cost,
+            model: Some(&model.name),
+            ..record(ctx, id)
+        };
+        let noted = log.begin(&r);
+        match noted {
             Ok(gen) => ctx.wal_gen = Some(gen),
             Err(e) => {
                 gov.usage_failed(&e);
@@ -151,21 +153,18 @@ pub fn answering(ctx: &RequestCtx) {
 }
 
 /// The parts of a usage record known from the context alone.
-pub fn record(ctx: &RequestCtx, id: &str) -> UsageRecord {
+pub fn record<'a>(ctx: &'a RequestCtx, id: &'a str) -> Entry<'a> {
     let start_ms =
         crate::govern::limits::now_nanos() / 1_000_000 - ctx.start.elapsed().as_millis() as u64;
-    UsageRecord {
+    Entry {
         ts_ms: start_ms,
-        request_id: id.to_string(),
-        tenant: ctx.caller.as_ref().map(|c| c.tenant.name.clone()),
-        // JWT callers have no key: their subject, marked, so it can never
-        // be taken for a key id (those have no ':').
-        key_id: ctx.caller.as_ref().map(|c| match &c.key {
-            Some(_) => c.subject.clone(),
-            None => format!("jwt:{}", c.subject),
-        }),
+        request_id: id,
+        tenant: ctx.caller.as_ref().map(|c| c.tenant.name.as_str()),
+        key_id: ctx.caller.as_ref().map(|c| c.subject.as_str()),
+        // JWT callers have no key: their subject is recorded marked.
+        jwt: ctx.caller.as_ref().is_some_and(|c| c.key.is_none()),
         stream: ctx.stream,
-        ..UsageRecord::default()
+        ..Entry::default()
     }
 }
 

@@ -13,6 +13,10 @@ pub const X_SLUICE_ATTEMPTS: HeaderName = HeaderName::from_static("x-sluice-atte
 pub const X_SLUICE_REQUEST_ID: HeaderName = HeaderName::from_static("x-sluice-request-id");
 pub const X_SLUICE_DROPPED_PARAMS: HeaderName = HeaderName::from_static("x-sluice-dropped-params");
 
+/// Room for the headers Sluice adds (its own, rate limits, framing): a
+/// map that has to grow rehashes everything in it.
+pub const OWN: usize = 16;
+
 /// A response head being built.
 pub struct Head(http::response::Parts);
 

@@ -124,27 +124,28 @@ fn write(
         .or_else(|| super::passthrough::target(ctx));
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     let u = usage.unwrap_or_default();
-    let mut r = super::admit::record(ctx, id);
-    r.model = ctx.model.as_ref().map(|m| m.name.clone());
-    r.provider = target.map(|t| t.provider.name.clone());
-    r.target = target.map(|t| t.label.clone());
-    r.status = ctx.status;
-    r.prompt_tokens = u.prompt_tokens;
-    r.completion_tokens = u.completion_tokens;
-    r.cached_tokens = u.cache_read_tokens;
-    r.cost_nano_usd = cost;
-    r.cost_usd = crate::govern::budget::nano_to_usd(cost);
-    r.latency_ms = ms(ctx.start.elapsed());
-    r.ttfb_ms = ctx.first_body_at.map(|t| ms(t - ctx.start));
-    r.upstream_ms = match (ctx.upstream_sent_at, ctx.upstream_head_at) {
-        (Some(s), Some(h)) => Some(ms(h - s)),
-        _ => None,
+    let r = crate::govern::usage::Entry {
+        model: ctx.model.as_ref().map(|m| m.name.as_str()),
+        provider: target.map(|t| t.provider.name.as_str()),
+        target: target.map(|t| t.label.as_str()),
+        status: ctx.status,
+        prompt_tokens: u.prompt_tokens,
+        completion_tokens: u.completion_tokens,
+        cached_tokens: u.cache_read_tokens,
+        cost_nano_usd: cost,
+        latency_ms: ms(ctx.start.elapsed()),
+        ttfb_ms: ctx.first_body_at.map(|t| ms(t - ctx.start)),
+        upstream_ms: match (ctx.upstream_sent_at, ctx.upstream_head_at) {
+            (Some(s), Some(h)) => Some(ms(h - s)),
+            _ => None,
+        },
+        ..super::admit::record(ctx, id)
     };
     if let Err(e) = log.end(&r, ctx.wal_gen) {
         gov.usage_failed(&e);
     }
     if let Some(shared) = &gov.shared {
-        shared.push_usage(|| serde_json::to_string(&r).unwrap_or_default());
+        shared.push_usage(|| r.json());
     }
 }
 

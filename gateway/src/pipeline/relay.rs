@@ -9,7 +9,7 @@ use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
 
 use super::dispatch::upstream_error;
-use super::head::{Head, X_SLUICE_PROVIDER};
+use super::head::{Head, OWN, X_SLUICE_PROVIDER};
 use super::RequestCtx;
 use crate::errors::GatewayError;
 use crate::upstream::Provider;
@@ -35,7 +35,7 @@ fn hop_by_hop(name: &str) -> bool {
 pub fn response_header(head: &ResponseHeader, provider: &Provider) -> Head {
     // No case map: names go out lower-case (HTTP/2 style), and each header
     // is one map update of an already parsed name.
-    let mut resp = Head::new(head.status, head.headers.len() + 8);
+    let mut resp = Head::new(head.status, head.headers.len() + OWN);
     for (name, value) in head.headers.iter() {
         if !hop_by_hop(name.as_str()) {
             resp.append(name.clone(), value.clone());

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use pingora::proxy::Session;
 
-use super::head::{Head, Headers};
+use super::head::{Head, Headers, OWN};
 use super::RequestCtx;
 use crate::errors::GatewayError;
 
@@ -26,7 +26,7 @@ async fn json_with(
 ) -> Result<(), GatewayError> {
     let status = StatusCode::from_u16(status)
         .map_err(|e| GatewayError::Internal(format!("response head: {e}")))?;
-    let mut resp = Head::new(status, 12);
+    let mut resp = Head::new(status, OWN);
     resp.put(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

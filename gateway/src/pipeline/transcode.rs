@@ -12,7 +12,7 @@ use sluice_filters::ChainRun;
 use sluice_providers::{EventHook, Format, StreamEvent, StreamTranslator};
 
 use super::dispatch::upstream_error;
-use super::head::{Head, Headers, X_SLUICE_DROPPED_PARAMS, X_SLUICE_PROVIDER};
+use super::head::{Head, Headers, OWN, X_SLUICE_DROPPED_PARAMS, X_SLUICE_PROVIDER};
 use super::relay::{client_gone, write};
 use super::translate::{self, Plan};
 use super::RequestCtx;
@@ -60,7 +60,7 @@ pub fn plain_head(
     upstream: Option<&ResponseHeader>,
     provider: &Provider,
 ) -> Head {
-    let mut h = Head::new(status, 16);
+    let mut h = Head::new(status, OWN + 4);
     h.put(CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.put_str(X_SLUICE_PROVIDER, &provider.name);
     // Rate-limit hints stay meaningful across formats.
