@@ -149,6 +149,39 @@ async fn stream_events_arrive_unchanged_and_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_go_out_chunked_on_a_kept_connection() {
+    // No delay between tokens: the upstream's chunks arrive together and are
+    // relayed in one write, which must not change a byte of the stream.
+    let mock = mock(MockOptions {
+        tokens: 40,
+        ..Default::default()
+    })
+    .await;
+    let gw = Gateway::start(&demo_config(&mock, ""), &[]).await;
+    let body = br#"{"model":"demo","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let req = build_request("POST", "/v1/chat/completions", "x", &[], body);
+    let mut c = Conn::connect(gw.addr).await.unwrap();
+    let mut counts = Vec::new();
+    for _ in 0..3 {
+        let r = c.send(&req).await.unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+        assert!(
+            r.keep_alive,
+            "a stream must not cost the client its connection"
+        );
+        let events = sse_data(&r.body);
+        assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+        for e in &events[..events.len() - 1] {
+            serde_json::from_str::<serde_json::Value>(e).expect("each event whole");
+        }
+        counts.push(events.len());
+    }
+    // role, 40 tokens, finish, [DONE]; the same each time.
+    assert_eq!(counts, vec![43; 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embeddings_models_and_key_injection() {
     let mock = mock(MockOptions {
         api_key: Some("sk-upstream".into()),

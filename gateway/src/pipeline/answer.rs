@@ -171,6 +171,7 @@ pub(super) async fn relay(
             .headers()
             .get(http::header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        resp.chunked_unless_sized(session.req_header().version);
         super::admit::answering(ctx);
         session
             .write_response_header(resp.done(), false)

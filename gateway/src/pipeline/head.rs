@@ -52,6 +52,21 @@ impl Head {
         }
     }
 
+    /// A body of unknown length (a stream) goes out chunked: without a
+    /// framing header Pingora delimits it by closing the connection, so
+    /// every stream would cost the client a new one. HTTP/2 drops the
+    /// header; HTTP/1.0 clients cannot take it.
+    pub fn chunked_unless_sized(&mut self, client: http::Version) {
+        if client != http::Version::HTTP_10
+            && !self.0.headers.contains_key(http::header::CONTENT_LENGTH)
+        {
+            self.0.headers.insert(
+                http::header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+        }
+    }
+
     pub fn done(self) -> Box<ResponseHeader> {
         Box::new(ResponseHeader::from(self.0))
     }

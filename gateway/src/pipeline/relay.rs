@@ -70,9 +70,10 @@ pub async fn body(
     up.set_read_timeout(Some(idle));
     let max_event = ctx.snapshot.max_stream_event;
     let mut events = is_sse.then(|| EventSplitter::new(max_event));
+    let mut batch = Batch::default();
     loop {
         let chunk = tokio::select! {
-            c = up.read_response_body() => c,
+            c = batch.read(up) => c,
             _ = client_gone(session) => return Err(GatewayError::ClientGone),
         };
         match chunk {
@@ -128,6 +129,56 @@ pub(super) async fn write(
         .write_response_body(Some(bytes), false)
         .await
         .map_err(|_| GatewayError::ClientGone)
+}
+
+/// Upstream body reads, each with whatever else has already arrived:
+/// Pingora yields a chunked body one chunk a call, and most servers send an
+/// SSE event a chunk, so writing each would cost the client a send per
+/// event. What was read after the first chunk is joined to it; an end or a
+/// fault met on the way is answered by the next call.
+#[derive(Default)]
+pub(super) struct Batch {
+    after: Option<pingora::Result<Option<Bytes>>>,
+}
+
+/// Stop joining chunks at this size: the client gets the bytes flowing.
+const BATCH_MAX: usize = 64 << 10;
+
+impl Batch {
+    pub(super) async fn read(&mut self, up: &mut HttpSession) -> pingora::Result<Option<Bytes>> {
+        if let Some(after) = self.after.take() {
+            return after;
+        }
+        let Some(first) = up.read_response_body().await? else {
+            return Ok(None);
+        };
+        let mut joined: Option<bytes::BytesMut> = None;
+        while joined.as_ref().map_or(first.len(), |j| j.len()) < BATCH_MAX {
+            match ready_now(up.read_response_body()) {
+                Some(Ok(Some(more))) => joined
+                    .get_or_insert_with(|| bytes::BytesMut::from(&first[..]))
+                    .extend_from_slice(&more),
+                Some(end_or_fault) => {
+                    self.after = Some(end_or_fault);
+                    break;
+                }
+                None => break,
+            }
+        }
+        Ok(Some(joined.map_or(first, bytes::BytesMut::freeze)))
+    }
+}
+
+/// The future's output if it is ready at its first poll. A read that is
+/// not is dropped before it took anything (Pingora's reads are
+/// cancel-safe: `select!` drops them the same way).
+fn ready_now<F: std::future::Future>(f: F) -> Option<F::Output> {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
 }
 
 /// Forwards SSE bytes only up to the last complete event, so a stream cut

@@ -13,7 +13,7 @@ use sluice_providers::{EventHook, Format, StreamEvent, StreamTranslator};
 
 use super::dispatch::upstream_error;
 use super::head::{Head, Headers, OWN, X_SLUICE_DROPPED_PARAMS, X_SLUICE_PROVIDER};
-use super::relay::{client_gone, write};
+use super::relay::{client_gone, write, Batch};
 use super::translate::{self, Plan};
 use super::RequestCtx;
 use crate::errors::GatewayError;
@@ -202,6 +202,7 @@ impl Relay<'_> {
             http::header::CACHE_CONTROL,
             HeaderValue::from_static("no-cache"),
         );
+        head.chunked_unless_sized(session.req_header().version);
         super::admit::answering(ctx);
         session
             .write_response_header(head.done(), false)
@@ -227,9 +228,10 @@ impl Relay<'_> {
     ) -> Result<(), GatewayError> {
         up.set_read_timeout(Some(self.idle));
         let mut out = Vec::with_capacity(4096);
+        let mut batch = Batch::default();
         loop {
             let chunk = tokio::select! {
-                c = up.read_response_body() => c,
+                c = batch.read(up) => c,
                 _ = client_gone(session) => {
                     self.after_disconnect(up, tr).await;
                     return Err(GatewayError::ClientGone);
