@@ -1,0 +1,99 @@
+"""The compare run's tables: medians of REPS runs of each configuration,
+ratios against the references, and each target of the performance issue
+checked.
+
+Usage: compare.py OUT REPS HALF_RATE
+Reads OUT/<mode>-<name>-<i>.json (sluice-bench --out files) as written by
+perf/bench.sh.
+"""
+import json
+import os
+import statistics
+import sys
+
+NAMES = {
+    "direct": "direct to the mock",
+    "nginx": "nginx",
+    "pingora": "bare Pingora",
+    "pingora-json": "bare Pingora, parsing JSON",
+    "sluice": "Sluice passthrough",
+    "features": "Sluice, features on",
+    "translate": "Sluice, OpenAI → Anthropic",
+}
+
+
+def load(out, reps, key):
+    runs = []
+    for i in range(1, reps + 1):
+        path = f"{out}/{key}-{i}.json"
+        if os.path.exists(path):
+            runs.append(json.load(open(path)))
+    return runs
+
+
+def med(runs, f):
+    vals = [f(r) for r in runs if r.get("latency")]
+    return statistics.median(vals) if vals else float("nan")
+
+
+def table(out, reps, mode, unit):
+    rows = {}
+    for name in NAMES:
+        runs = load(out, reps, f"{mode}-{name}")
+        if runs:
+            rows[name] = runs
+    rps = {n: med(r, lambda x: x["rps"]) for n, r in rows.items()}
+    ttfb = mode == "stream"
+    print(f"| {mode} | {unit} | p50 µs | p99 µs |" + (" TTFT p99 µs |" if ttfb else "")
+          + " errors | vs nginx | vs bare Pingora | vs Sluice passthrough |")
+    print("|---" * (8 + ttfb) + "|")
+    for n, runs in rows.items():
+        line = (f"| {NAMES[n]} | {rps[n]:,.0f} | {med(runs, lambda x: x['latency']['p50_us']):,.0f} | "
+                f"{med(runs, lambda x: x['latency']['p99_us']):,.0f} |")
+        if ttfb:
+            line += f" {med(runs, lambda x: (x.get('ttfb') or {}).get('p99_us', float('nan'))):,.0f} |"
+        errors = sum(sum(r["errors"].values()) for r in runs)
+        line += f" {errors} |"
+        for base in ("nginx", "pingora", "sluice"):
+            line += f" {rps[n] / rps[base]:.2f} |" if base in rps and n != base else " |"
+        print(line)
+    print()
+    return rps
+
+
+def main(argv):
+    out, reps, half = argv[0], int(argv[1]), float(argv[2])
+    plain = table(out, reps, "plain", "req/s")
+    stream = table(out, reps, "stream", "streams/s")
+    c1 = {n: load(out, reps, f"c1-{n}") for n in ("direct", "sluice")}
+    p99 = {n: med(r, lambda x: x["latency"]["p99_us"]) for n, r in c1.items()}
+    p50 = {n: med(r, lambda x: x["latency"]["p50_us"]) for n, r in c1.items()}
+    print("| concurrency 1 | p50 µs | p99 µs |")
+    print("|---|---|---|")
+    for n in c1:
+        print(f"| {NAMES[n]} | {p50[n]:,.0f} | {p99[n]:,.0f} |")
+    print()
+    half_runs = {n: load(out, reps, f"half-{n}") for n in ("direct", "sluice")}
+    ttft = {n: med(r, lambda x: (x.get("ttfb") or {}).get("p99_us", float("nan"))) for n, r in half_runs.items()}
+    print(f"Streams open-loop at {half:,.0f}/s (half of Sluice's saturation): "
+          f"TTFT p99 direct {ttft['direct']:,.0f} µs, through Sluice {ttft['sluice']:,.0f} µs.\n")
+    checks = [
+        ("passthrough ≥ 1.0× bare Pingora", plain["sluice"] / plain["pingora"], 1.0),
+        ("passthrough ≥ 0.4× nginx", plain["sluice"] / plain["nginx"], 0.4),
+        ("features on ≥ 0.85× passthrough", plain["features"] / plain["sluice"], 0.85),
+        ("streams ≥ 0.9× bare Pingora", stream["sluice"] / stream["pingora"], 0.9),
+        ("translation ≥ 0.8× passthrough", plain["translate"] / plain["sluice"], 0.8),
+    ]
+    print("| target | measured | met |")
+    print("|---|---|---|")
+    for label, value, goal in checks:
+        print(f"| {label} | {value:.2f}× | {'yes' if value >= goal else 'no'} |")
+    added_ttft = (ttft["sluice"] - ttft["direct"]) / 1000
+    print(f"| added TTFT p99 ≤ 0.5 ms at half saturation | {added_ttft:.2f} ms | {'yes' if added_ttft <= 0.5 else 'no'} |")
+    added = p99["sluice"] - p99["direct"]
+    print(f"| added p99 ≤ 200 µs at concurrency 1 | {added:,.0f} µs | {'yes' if added <= 200 else 'no'} |")
+    print(f"\n(medians of {reps} runs; Sluice passthrough {plain['sluice']:,.0f} req/s on one core)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
