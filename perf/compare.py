@@ -31,6 +31,11 @@ def load(out, reps, key):
     return runs
 
 
+def first_token(report):
+    """Time to the first token event (to the first byte from older reports)."""
+    return report.get("ttft") or report.get("ttfb") or {"p99_us": float("nan")}
+
+
 def med(runs, f):
     vals = [f(r) for r in runs if r.get("latency")]
     return statistics.median(vals) if vals else float("nan")
@@ -51,7 +56,7 @@ def table(out, reps, mode, unit):
         line = (f"| {NAMES[n]} | {rps[n]:,.0f} | {med(runs, lambda x: x['latency']['p50_us']):,.0f} | "
                 f"{med(runs, lambda x: x['latency']['p99_us']):,.0f} |")
         if ttfb:
-            line += f" {med(runs, lambda x: (x.get('ttfb') or {}).get('p99_us', float('nan'))):,.0f} |"
+            line += f" {med(runs, lambda x: first_token(x)['p99_us']):,.0f} |"
         errors = sum(sum(r["errors"].values()) for r in runs)
         line += f" {errors} |"
         for base in ("nginx", "pingora", "sluice"):
@@ -74,7 +79,7 @@ def main(argv):
         print(f"| {NAMES[n]} | {p50[n]:,.0f} | {p99[n]:,.0f} |")
     print()
     half_runs = {n: load(out, reps, f"half-{n}") for n in ("direct", "sluice")}
-    ttft = {n: med(r, lambda x: (x.get("ttfb") or {}).get("p99_us", float("nan"))) for n, r in half_runs.items()}
+    ttft = {n: med(r, lambda x: first_token(x)["p99_us"]) for n, r in half_runs.items()}
     print(f"Streams open-loop at {half:,.0f}/s (half of Sluice's saturation): "
           f"TTFT p99 direct {ttft['direct']:,.0f} µs, through Sluice {ttft['sluice']:,.0f} µs.\n")
     checks = [

@@ -1,19 +1,33 @@
-//! `sluice-bench`: closed-loop and open-loop HTTP/1.1 load with HDR latency.
+//! `sluice-bench`: an HTTP/1.1 keep-alive load generator for LLM APIs.
 //!
-//! Open loop measures latency from each request's *intended* send time, so a
-//! stalled server cannot hide queueing delay (coordinated omission).
+//! Closed loop (`-c N` connections, each sending as soon as it has its
+//! answer) or open loop (`--rate R` or `--ramp R:D,…`, constant or Poisson
+//! arrivals). Open loop measures latency from each request's *intended*
+//! send time, so a stalled server cannot hide queueing delay behind the
+//! sends it delayed (coordinated omission). Streams are timed token by
+//! token: time to first token, inter-token gaps, output tokens per second.
 
+mod html;
+mod mix;
+mod progress;
 mod report;
+mod schedule;
+mod stats;
+mod stream;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
-
-use crate::client::{build_request, ClientError, Conn};
+use crate::client::{ClientError, Conn};
+pub use html::render as html;
+use mix::{Base, Mix, Request};
+use progress::Progress;
 pub use report::Report;
+pub use schedule::{Arrivals, Schedule};
+use stats::{Protos, Stats};
+use stream::Tokens;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -23,30 +37,50 @@ pub struct BenchArgs {
     /// Concurrent connections.
     #[arg(short = 'c', long, default_value_t = 32)]
     pub connections: usize,
-    /// Run time, e.g. 10s (ignored when --requests is set).
+    /// Run time after the warm-up, e.g. 10s (ignored with --requests or --ramp).
     #[arg(short = 'd', long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
-    /// Stop after this many requests in total.
+    /// Stop after this many requests in total (no warm-up).
     #[arg(short = 'n', long)]
     pub requests: Option<u64>,
     /// Open loop at this many requests per second; closed loop when absent.
     #[arg(long)]
     pub rate: Option<f64>,
+    /// Open loop in steps of rate, e.g. `1000:10s,2000:10s`; the warm-up
+    /// runs at the first step's rate.
+    #[arg(long, conflicts_with = "rate")]
+    pub ramp: Option<String>,
+    /// How open-loop sends are spaced.
+    #[arg(long, value_enum, default_value_t = Arrivals::Constant)]
+    pub arrivals: Arrivals,
     /// Request body file (POST); GET without it.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "mix")]
     pub body: Option<std::path::PathBuf>,
+    /// A JSONL file of requests drawn by weight: each line a body, or
+    /// {"body":…, "path":…, "weight":…, "headers":{…}}.
+    #[arg(long)]
+    pub mix: Option<std::path::PathBuf>,
     /// Extra request header `name: value` (repeatable).
     #[arg(short = 'H', long = "header")]
     pub headers: Vec<String>,
     /// Warm-up time excluded from the results.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub warmup: Duration,
+    /// A request that takes longer counts as a `timeout` error.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
     /// Worker threads for the load generator.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
     /// Write the JSON report here as well as to stdout.
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
+    /// Write a self-contained HTML report here.
+    #[arg(long)]
+    pub html: Option<std::path::PathBuf>,
+    /// No progress line on standard error.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -64,12 +98,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-struct Target {
+/// What every connection shares.
+struct Shared {
     addr: SocketAddr,
-    request: Vec<u8>,
+    mix: Mix,
+    progress: Arc<Progress>,
 }
 
-fn target(args: &BenchArgs) -> Result<Target, String> {
+fn shared(args: &BenchArgs) -> Result<Shared, String> {
     let rest = args
         .url
         .strip_prefix("http://")
@@ -80,154 +116,178 @@ fn target(args: &BenchArgs) -> Result<Target, String> {
         .map_err(|e| format!("resolve {hostport}: {e}"))?
         .next()
         .ok_or("no address")?;
-    let body = match &args.body {
-        Some(p) => std::fs::read(p).map_err(|e| format!("read {}: {e}", p.display()))?,
-        None => Vec::new(),
-    };
-    let mut headers: Vec<(&str, &str)> = Vec::new();
+    let mut headers = Vec::new();
     for h in &args.headers {
         let (k, v) = h.split_once(':').ok_or(format!("bad header '{h}'"))?;
-        headers.push((k.trim(), v.trim()));
+        headers.push((k.trim().to_string(), v.trim().to_string()));
     }
-    if !body.is_empty()
-        && !headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-    {
-        headers.push(("content-type", "application/json"));
-    }
-    let method = if body.is_empty() { "GET" } else { "POST" };
-    Ok(Target {
+    let base = Base {
+        hostport,
+        path,
+        headers: &headers,
+    };
+    let read =
+        |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("read {}: {e}", p.display()));
+    let requests = match (&args.mix, &args.body) {
+        (Some(p), _) => mix::parse_jsonl(&String::from_utf8_lossy(&read(p)?), &base)?,
+        (None, Some(p)) => vec![Request {
+            bytes: base.request(path, &[], &read(p)?),
+            weight: 1.0,
+        }],
+        (None, None) => vec![Request {
+            bytes: base.request(path, &[], b""),
+            weight: 1.0,
+        }],
+    };
+    Ok(Shared {
         addr,
-        request: build_request(method, path, hostport, &headers, &body),
+        mix: Mix::new(requests)?,
+        progress: Arc::new(Progress::default()),
     })
 }
 
-/// Per-connection results, merged at the end.
-struct Stats {
-    latency: Histogram<u64>,
-    ttfb: Histogram<u64>,
-    ok: u64,
-    statuses: BTreeMap<u16, u64>,
-    errors: BTreeMap<&'static str, u64>,
-}
-
-impl Stats {
-    fn new(proto: &Histogram<u64>) -> Stats {
-        Stats {
-            latency: proto.clone(),
-            ttfb: proto.clone(),
-            ok: 0,
-            statuses: BTreeMap::new(),
-            errors: BTreeMap::new(),
-        }
-    }
-
-    fn merge(&mut self, o: Stats) {
-        let _ = self.latency.add(&o.latency);
-        let _ = self.ttfb.add(&o.ttfb);
-        self.ok += o.ok;
-        for (k, v) in o.statuses {
-            *self.statuses.entry(k).or_default() += v;
-        }
-        for (k, v) in o.errors {
-            *self.errors.entry(k).or_default() += v;
-        }
-    }
-}
-
 struct Plan {
+    index: usize,
+    conns: usize,
     start: Instant,
     measure_from: Instant,
     end: Instant,
-    budget: Option<Arc<std::sync::atomic::AtomicU64>>,
-    /// Open loop: this connection's send interval and offset.
-    interval: Option<(Duration, Duration)>,
+    budget: Option<Arc<AtomicU64>>,
+    open: Option<(Arc<Schedule>, Arrivals)>,
+    timeout: Duration,
 }
 
 impl Plan {
     fn take_ticket(&self) -> bool {
         match &self.budget {
             Some(b) => b
-                .fetch_update(
-                    std::sync::atomic::Ordering::Relaxed,
-                    std::sync::atomic::Ordering::Relaxed,
-                    |n| n.checked_sub(1),
-                )
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
                 .is_ok(),
             None => true,
         }
     }
+
+    /// The first send of an open-loop connection: spread over the first gap.
+    fn first_send(&self, rng: &mut fastrand::Rng) -> Option<Instant> {
+        let (schedule, arrivals) = self.open.as_ref()?;
+        let gap = schedule.next_gap(Duration::ZERO, self.conns, *arrivals, rng)?;
+        Some(match arrivals {
+            Arrivals::Constant => self.start + gap.mul_f64(self.index as f64 / self.conns as f64),
+            Arrivals::Poisson => self.start + gap,
+        })
+    }
+
+    fn next_send(&self, after: Instant, rng: &mut fastrand::Rng) -> Option<Instant> {
+        let (schedule, arrivals) = self.open.as_ref()?;
+        let gap = schedule.next_gap(after - self.start, self.conns, *arrivals, rng)?;
+        Some(after + gap)
+    }
 }
 
-async fn worker(target: Arc<Target>, plan: Plan, mut stats: Stats) -> Stats {
+/// One answer, as the bench needs it.
+struct Answer {
+    status: u16,
+    first_byte: Option<Instant>,
+    stream: bool,
+}
+
+async fn worker(shared: Arc<Shared>, plan: Plan, mut stats: Stats) -> Stats {
+    let mut rng = fastrand::Rng::with_seed(0x5eed + plan.index as u64);
     let mut conn: Option<Conn> = None;
-    let mut k: u32 = 0;
+    let mut next = plan.first_send(&mut rng);
+    tokio::time::sleep_until(plan.start.into()).await;
     loop {
-        let intended = match plan.interval {
-            Some((every, offset)) => {
-                let t = plan.start + offset + every * k;
-                k += 1;
-                if t >= plan.end {
-                    break;
-                }
+        let intended = match (&plan.open, next) {
+            (Some(_), Some(t)) => {
                 tokio::time::sleep_until(t.into()).await;
+                next = plan.next_send(t, &mut rng);
                 t
             }
-            None => Instant::now(),
+            (Some(_), None) => break,
+            (None, _) => Instant::now(),
         };
         if intended >= plan.end || !plan.take_ticket() {
             break;
         }
-        let result = send_one(&target, &mut conn).await;
+        let request = shared.mix.pick(&mut rng);
+        let mut tokens = Tokens::default();
+        let result = tokio::time::timeout(
+            plan.timeout,
+            send_one(shared.addr, &mut conn, &request.bytes, &mut tokens),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            conn = None;
+            Err(None)
+        });
         let done = Instant::now();
+        let error = match &result {
+            Ok(a) if !(200..300).contains(&a.status) => Some(status_class(a.status)),
+            Ok(a) if a.stream && tokens.error => Some("stream_error"),
+            Ok(a) if a.stream && !tokens.complete() => Some("malformed_stream"),
+            Ok(_) => None,
+            Err(Some(e)) => Some(e.kind()),
+            Err(None) => Some("timeout"),
+        };
+        shared.progress.count(error.is_some());
         if intended < plan.measure_from {
             continue;
         }
-        match result {
-            Ok((status, first_byte)) => {
-                *stats.statuses.entry(status).or_default() += 1;
-                if (200..300).contains(&status) {
-                    stats.ok += 1;
-                } else {
-                    *stats.errors.entry(status_class(status)).or_default() += 1;
-                }
-                let _ = stats.latency.record(micros(done - intended));
-                if let Some(fb) = first_byte {
-                    let _ = stats
-                        .ttfb
-                        .record(micros(fb.saturating_duration_since(intended)));
-                }
+        let second = intended
+            .saturating_duration_since(plan.measure_from)
+            .as_secs() as usize;
+        stats.done(second, done - intended, error);
+        if let Ok(a) = result {
+            *stats.statuses.entry(a.status).or_default() += 1;
+            if error.is_none() {
+                stats.ok += 1;
             }
-            Err(e) => {
-                *stats.errors.entry(e.kind()).or_default() += 1;
-                let _ = stats.latency.record(micros(done - intended));
+            if let Some(fb) = a.first_byte {
+                let _ = stats
+                    .ttfb
+                    .record(stats::micros(fb.saturating_duration_since(intended)));
+            }
+            if a.stream {
+                stats.stream(&tokens, intended);
             }
         }
     }
     stats
 }
 
+/// `Err(None)` is left to the caller's timeout.
 async fn send_one(
-    target: &Target,
+    addr: SocketAddr,
     conn: &mut Option<Conn>,
-) -> Result<(u16, Option<Instant>), ClientError> {
+    request: &[u8],
+    tokens: &mut Tokens,
+) -> Result<Answer, Option<ClientError>> {
     if conn.is_none() {
-        *conn = Some(Conn::connect(target.addr).await?);
+        *conn = Some(Conn::connect(addr).await?);
     }
     let Some(c) = conn.as_mut() else {
-        return Err(ClientError::Closed);
+        return Err(Some(ClientError::Closed));
     };
-    match c.send(&target.request).await {
+    match c
+        .send_with(request, |piece| tokens.feed(piece, Instant::now()))
+        .await
+    {
         Ok(r) => {
             if !r.keep_alive {
                 *conn = None;
             }
-            Ok((r.status, r.first_byte))
+            let stream = r
+                .header("content-type")
+                .is_some_and(|v| v.starts_with("text/event-stream"));
+            Ok(Answer {
+                status: r.status,
+                first_byte: r.first_byte,
+                stream,
+            })
         }
         Err(e) => {
             *conn = None;
-            Err(e)
+            Err(Some(e))
         }
     }
 }
@@ -240,62 +300,85 @@ fn status_class(s: u16) -> &'static str {
     }
 }
 
-fn micros(d: Duration) -> u64 {
-    (d.as_micros() as u64).max(1)
-}
-
 /// Runs the load described by `args` on the current runtime.
 pub async fn run(args: &BenchArgs) -> Result<Report, String> {
-    let target = Arc::new(target(args)?);
+    let shared = Arc::new(shared(args)?);
     let conns = args.connections.max(1);
-    let start = Instant::now() + Duration::from_millis(20);
-    let measure_from = start
-        + if args.requests.is_some() {
-            Duration::ZERO
-        } else {
-            args.warmup
-        };
-    let end = match args.requests {
-        Some(_) => start + Duration::from_secs(3600),
-        None => measure_from + args.duration,
+    let warmup = if args.requests.is_some() {
+        Duration::ZERO
+    } else {
+        args.warmup
     };
-    let proto = Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
-    let budget = args
-        .requests
-        .map(|n| Arc::new(std::sync::atomic::AtomicU64::new(n)));
+    let schedule = match (&args.ramp, args.rate) {
+        (Some(r), _) => {
+            let ramp = Schedule::parse_ramp(r)?;
+            let mut steps = vec![(ramp.steps[0].0, warmup)];
+            steps.extend(ramp.steps);
+            Some(Schedule { steps })
+        }
+        (None, Some(rate)) if rate > 0.0 => Some(Schedule::constant(rate, warmup + args.duration)),
+        (None, Some(_)) => return Err("--rate must be positive".into()),
+        (None, None) => None,
+    };
+    let start = Instant::now() + Duration::from_millis(20);
+    let measure_from = start + warmup;
+    let end = match (&schedule, args.requests) {
+        (Some(s), _) => start + s.total(),
+        (None, Some(_)) => start + Duration::from_secs(24 * 3600),
+        (None, None) => measure_from + args.duration,
+    };
+    let protos = Protos::new()?;
+    let budget = args.requests.map(|n| Arc::new(AtomicU64::new(n)));
+    let schedule = schedule.map(Arc::new);
+    let ticker = (!args.quiet).then(|| {
+        tokio::spawn(progress::report(
+            shared.progress.clone(),
+            start,
+            measure_from,
+        ))
+    });
     let mut handles = Vec::with_capacity(conns);
-    for i in 0..conns {
-        let interval = args.rate.filter(|r| *r > 0.0).map(|rate| {
-            let every = Duration::from_secs_f64(conns as f64 / rate);
-            (every, every.mul_f64(i as f64 / conns as f64))
-        });
+    for index in 0..conns {
         let plan = Plan {
+            index,
+            conns,
             start,
             measure_from,
             end,
             budget: budget.clone(),
-            interval,
+            open: schedule.clone().map(|s| (s, args.arrivals)),
+            timeout: args.timeout,
         };
         handles.push(tokio::spawn(worker(
-            target.clone(),
+            shared.clone(),
             plan,
-            Stats::new(&proto),
+            Stats::new(&protos),
         )));
     }
-    let mut total = Stats::new(&proto);
+    let mut total = Stats::new(&protos);
     for h in handles {
         if let Ok(s) = h.await {
             total.merge(s);
         }
     }
+    if let Some(t) = ticker {
+        t.abort();
+    }
     let elapsed = Instant::now().saturating_duration_since(measure_from);
-    Ok(Report::new(
-        args,
-        &total.latency,
-        &total.ttfb,
-        total.ok,
-        total.statuses,
-        total.errors,
-        elapsed,
-    ))
+    let mode = match (&args.ramp, args.rate) {
+        (Some(_), _) => "ramp",
+        (None, Some(_)) => "open",
+        (None, None) => "closed",
+    };
+    let shape = report::Shape {
+        url: args.url.clone(),
+        mode,
+        arrivals: (mode != "closed").then_some(match args.arrivals {
+            Arrivals::Constant => "constant",
+            Arrivals::Poisson => "poisson",
+        }),
+        connections: conns,
+        target_rate: args.rate,
+    };
+    Ok(Report::new(shape, &total, elapsed.as_secs_f64()))
 }

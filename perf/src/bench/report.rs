@@ -1,12 +1,11 @@
 //! The bench result, as JSON and as a one-line human summary.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::BenchArgs;
+use super::stats::Stats;
 
 #[derive(Debug, Serialize)]
 pub struct Latency {
@@ -31,68 +30,148 @@ impl Latency {
     }
 }
 
+/// Output tokens per second of single streams, as the same percentiles.
+#[derive(Debug, Serialize)]
+pub struct Rate {
+    pub p50: u64,
+    pub p10: u64,
+    pub p1: u64,
+    pub mean: f64,
+}
+
+/// One second of the run.
+#[derive(Debug, Serialize)]
+pub struct Second {
+    pub t: usize,
+    pub requests: u64,
+    pub errors: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub url: String,
+    /// `closed`, `open` or `ramp`.
     pub mode: &'static str,
+    pub arrivals: Option<&'static str>,
     pub connections: usize,
     pub target_rate: Option<f64>,
     pub seconds: f64,
     pub requests: u64,
     pub ok: u64,
     pub rps: f64,
+    /// From each request's intended send time in open loop.
     pub latency: Option<Latency>,
-    /// Time to first body byte (time to first token for streams).
+    /// Time to first body byte.
     pub ttfb: Option<Latency>,
+    /// Streams: time to the first token event.
+    pub ttft: Option<Latency>,
+    /// Streams: gaps between token events.
+    pub itl: Option<Latency>,
+    pub stream_tokens_per_s: Option<Rate>,
+    pub output_tokens: u64,
+    pub output_tokens_per_s: f64,
     pub statuses: BTreeMap<u16, u64>,
     pub errors: BTreeMap<&'static str, u64>,
+    /// `(percentile, µs)` points of the latency distribution.
+    pub percentiles: Vec<(f64, u64)>,
+    pub timeline: Vec<Second>,
+}
+
+/// How the run was driven, for the report's header fields.
+pub struct Shape {
+    pub url: String,
+    pub mode: &'static str,
+    pub arrivals: Option<&'static str>,
+    pub connections: usize,
+    pub target_rate: Option<f64>,
 }
 
 impl Report {
-    pub(super) fn new(
-        args: &BenchArgs,
-        latency: &Histogram<u64>,
-        ttfb: &Histogram<u64>,
-        ok: u64,
-        statuses: BTreeMap<u16, u64>,
-        errors: BTreeMap<&'static str, u64>,
-        elapsed: Duration,
-    ) -> Report {
-        let secs = elapsed.as_secs_f64().max(1e-9);
-        let requests = latency.len();
+    pub(super) fn new(shape: Shape, s: &Stats, secs: f64) -> Report {
+        let secs = secs.max(1e-9);
+        let requests = s.latency.len();
+        let percentiles = if s.latency.is_empty() {
+            Vec::new()
+        } else {
+            // 0, 50, 75, 87.5 … 99.999: evenly spaced on a log scale of 1/(1-q).
+            (0..=34)
+                .map(|i| {
+                    let q = 1.0 - 0.5f64.powf(f64::from(i) / 2.0);
+                    let q = q.min(0.99999);
+                    (q * 100.0, s.latency.value_at_quantile(q))
+                })
+                .collect()
+        };
+        let timeline = s
+            .timeline
+            .iter()
+            .enumerate()
+            .map(|(t, b)| Second {
+                t,
+                requests: b.latency.len(),
+                errors: b.errors,
+                p50_us: b.latency.value_at_quantile(0.5),
+                p99_us: b.latency.value_at_quantile(0.99),
+            })
+            .collect();
+        let h = &s.tokens_per_s;
         Report {
-            url: args.url.clone(),
-            mode: if args.rate.is_some() {
-                "open"
-            } else {
-                "closed"
-            },
-            connections: args.connections,
-            target_rate: args.rate,
+            url: shape.url,
+            mode: shape.mode,
+            arrivals: shape.arrivals,
+            connections: shape.connections,
+            target_rate: shape.target_rate,
             seconds: secs,
             requests,
-            ok,
+            ok: s.ok,
             rps: requests as f64 / secs,
-            latency: Latency::of(latency),
-            ttfb: Latency::of(ttfb),
-            statuses,
-            errors,
+            latency: Latency::of(&s.latency),
+            ttfb: Latency::of(&s.ttfb),
+            ttft: Latency::of(&s.ttft),
+            itl: Latency::of(&s.itl),
+            stream_tokens_per_s: (!h.is_empty()).then(|| Rate {
+                p50: h.value_at_quantile(0.5),
+                p10: h.value_at_quantile(0.1),
+                p1: h.value_at_quantile(0.01),
+                mean: h.mean(),
+            }),
+            output_tokens: s.tokens,
+            output_tokens_per_s: s.tokens as f64 / secs,
+            statuses: s.statuses.clone(),
+            errors: s.errors.clone(),
+            percentiles,
+            timeline,
         }
     }
 
     pub fn summary(&self) -> String {
-        let lat = self
-            .latency
-            .as_ref()
-            .map_or(String::from("no samples"), |l| {
+        let pct = |l: &Option<Latency>| {
+            l.as_ref().map_or(String::from("no samples"), |l| {
                 format!(
                     "p50 {}us p90 {}us p99 {}us p99.9 {}us max {}us",
                     l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us
                 )
-            });
-        format!(
+            })
+        };
+        let mut out = format!(
             "{} req in {:.1}s = {:.0} req/s ({} ok, errors {:?}) latency {}",
-            self.requests, self.seconds, self.rps, self.ok, self.errors, lat
-        )
+            self.requests,
+            self.seconds,
+            self.rps,
+            self.ok,
+            self.errors,
+            pct(&self.latency)
+        );
+        if self.ttft.is_some() {
+            out.push_str(&format!(
+                "\nstreams: TTFT {}; ITL {}; {:.0} output tokens/s",
+                pct(&self.ttft),
+                pct(&self.itl),
+                self.output_tokens_per_s
+            ));
+        }
+        out
     }
 }

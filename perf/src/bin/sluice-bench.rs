@@ -1,7 +1,7 @@
 //! HTTP load generator with HDR-histogram latency and JSON output.
 
 use clap::Parser;
-use sluice_perf::bench::{run, BenchArgs};
+use sluice_perf::bench::{html, run, BenchArgs};
 
 #[derive(Parser)]
 #[command(
@@ -31,8 +31,13 @@ fn main() -> std::process::ExitCode {
             eprintln!("{}", report.summary());
             let json = serde_json::to_string_pretty(&report).unwrap_or_default();
             println!("{json}");
-            if let Some(path) = &cli.args.out {
-                if let Err(e) = std::fs::write(path, &json) {
+            let files = [
+                (cli.args.out.as_ref(), json),
+                (cli.args.html.as_ref(), html(&report)),
+            ];
+            for (path, text) in files {
+                let Some(path) = path else { continue };
+                if let Err(e) = std::fs::write(path, text) {
                     eprintln!("sluice-bench: write {}: {e}", path.display());
                     return std::process::ExitCode::FAILURE;
                 }

@@ -1,0 +1,117 @@
+//! Streaming metrics from the bytes of an SSE answer as they arrive: when
+//! each token event came, so time to first token, the gaps between tokens
+//! and output tokens per second can be taken per request.
+//!
+//! A token event is a `data:` event carrying generated text: an OpenAI
+//! chunk with a non-empty `"content"` (chat) or `"text"` (completions), or
+//! an Anthropic `text_delta`. Servers that batch several tokens into one
+//! event are counted by event, which is what a client observes.
+
+use std::time::Instant;
+
+#[derive(Debug, Default)]
+pub struct Tokens {
+    /// The unfinished event at the end of what has arrived.
+    tail: Vec<u8>,
+    pub first: Option<Instant>,
+    pub last: Option<Instant>,
+    pub count: u64,
+    /// Gaps between consecutive token events, in microseconds.
+    pub gaps_us: Vec<u64>,
+    /// A terminal marker arrived (`[DONE]` or `message_stop`).
+    pub finished: bool,
+    /// An error event arrived.
+    pub error: bool,
+}
+
+impl Tokens {
+    pub fn feed(&mut self, piece: &[u8], at: Instant) {
+        let mut tail = std::mem::take(&mut self.tail);
+        tail.extend_from_slice(piece);
+        let mut start = 0;
+        while let Some(end) = find_event_end(&tail[start..]) {
+            self.event(&tail[start..start + end], at);
+            start += end;
+        }
+        tail.drain(..start);
+        self.tail = tail;
+    }
+
+    /// Whether the stream ended cleanly: nothing half-sent, and closed by
+    /// its terminal event.
+    pub fn complete(&self) -> bool {
+        self.tail.iter().all(u8::is_ascii_whitespace) && self.finished
+    }
+
+    fn event(&mut self, event: &[u8], at: Instant) {
+        let has = |needle: &[u8]| event.windows(needle.len()).any(|w| w == needle);
+        if has(b"data: [DONE]") || has(b"message_stop") {
+            self.finished = true;
+            return;
+        }
+        if has(b"event: error")
+            || has(b"\"type\":\"error\"")
+            || event.starts_with(b"data: {\"error\"")
+        {
+            self.error = true;
+            return;
+        }
+        let token = ["\"content\":\"", "\"text\":\""].iter().any(|k| {
+            event
+                .windows(k.len())
+                .position(|w| w == k.as_bytes())
+                .is_some_and(|i| event.get(i + k.len()) != Some(&b'"'))
+        });
+        if token {
+            if let Some(prev) = self.last {
+                self.gaps_us
+                    .push(at.saturating_duration_since(prev).as_micros() as u64);
+            }
+            self.first.get_or_insert(at);
+            self.last = Some(at);
+            self.count += 1;
+        }
+    }
+}
+
+/// The length of the first event in `buf` through its blank line.
+fn find_event_end(buf: &[u8]) -> Option<usize> {
+    (1..buf.len()).find_map(|i| {
+        let lf = buf[i] == b'\n'
+            && (buf[i - 1] == b'\n' || (i >= 2 && buf[i - 1] == b'\r' && buf[i - 2] == b'\n'));
+        lf.then_some(i + 1)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn counts_token_events_across_any_split() {
+        let body = concat!(
+            "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"lo\"}}]}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"!\"}}\n\n",
+            "data: [DONE]\n\n"
+        )
+        .as_bytes();
+        let t0 = Instant::now();
+        for split in 0..body.len() {
+            let mut t = Tokens::default();
+            t.feed(&body[..split], t0);
+            t.feed(&body[split..], t0 + Duration::from_millis(5));
+            assert_eq!(t.count, 3, "split {split}");
+            assert_eq!(t.gaps_us.len(), 2);
+            assert!(t.complete() && !t.error);
+        }
+        let mut cut = Tokens::default();
+        cut.feed(&body[..60], t0);
+        assert!(!cut.complete());
+        let mut err = Tokens::default();
+        err.feed(b"event: error\ndata: {\"type\":\"error\"}\n\n", t0);
+        assert!(err.error && err.count == 0);
+    }
+}

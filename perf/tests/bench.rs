@@ -1,0 +1,207 @@
+//! `sluice-bench` against a real mock on a loopback port: closed and open
+//! loop, Poisson arrivals, a ramp, a JSONL mix of streamed and plain
+//! requests, streaming metrics, errors by kind, and the HTML report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use clap::Parser;
+use sluice_perf::bench::{html, run, BenchArgs};
+use sluice_perf::mock::{MockOptions, MockServer, MockState};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    args: BenchArgs,
+}
+
+fn args(list: &[&str]) -> BenchArgs {
+    let mut argv = vec!["sluice-bench", "-q"];
+    argv.extend_from_slice(list);
+    Cli::parse_from(argv).args
+}
+
+async fn mock(options: MockOptions) -> MockServer {
+    MockServer::start(MockState::new(options)).await.unwrap()
+}
+
+fn temp(name: &str, text: &str) -> std::path::PathBuf {
+    let p = std::env::temp_dir().join(format!("sluice-bench-{}-{name}", std::process::id()));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_loop_counts_every_request_and_times_streams_by_token() {
+    let m = mock(MockOptions {
+        tokens: 8,
+        itl_ms: 2,
+        ..Default::default()
+    })
+    .await;
+    let mix = temp(
+        "mix.jsonl",
+        concat!(
+            "{\"model\":\"demo\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}\n",
+            "{\"body\":{\"model\":\"demo\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]},\"weight\":3}\n",
+            "{\"body\":{\"model\":\"demo\",\"messages\":[]},\"headers\":{\"x-mock-fault\":\"status=503\"},\"weight\":0.5}\n",
+        ),
+    );
+    let url = format!("http://{}/v1/chat/completions", m.addr);
+    let r = run(&args(&[
+        "--url",
+        &url,
+        "-c",
+        "4",
+        "-n",
+        "200",
+        "--mix",
+        mix.to_str().unwrap(),
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(r.requests, 200);
+    assert_eq!(r.mode, "closed");
+    let fails = r.errors.get("status_5xx").copied().unwrap_or(0);
+    assert!(fails > 0 && r.ok + fails == 200, "{:?}", r.errors);
+    // Streams: 8 tokens each, 2 ms apart.
+    let itl = r.itl.as_ref().unwrap();
+    assert!(itl.p50_us >= 1_500, "{}", itl.p50_us);
+    assert!(r.ttft.is_some() && r.stream_tokens_per_s.is_some());
+    assert_eq!(r.output_tokens % 8, 0);
+    assert!(r.output_tokens >= 8 * 100, "{}", r.output_tokens);
+    let page = html(&r);
+    assert!(page.contains("<svg") && page.contains("Latency by percentile"));
+    assert!(!page.contains("<script"));
+    let _ = std::fs::remove_file(mix);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_keeps_its_rate_and_counts_from_the_intended_send() {
+    let m = mock(MockOptions::default()).await;
+    let body = temp(
+        "body.json",
+        "{\"model\":\"demo\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+    );
+    let url = format!("http://{}/v1/chat/completions", m.addr);
+    for arrivals in ["constant", "poisson"] {
+        let r = run(&args(&[
+            "--url",
+            &url,
+            "-c",
+            "8",
+            "--rate",
+            "400",
+            "--arrivals",
+            arrivals,
+            "-d",
+            "1s",
+            "--warmup",
+            "200ms",
+            "--body",
+            body.to_str().unwrap(),
+        ]))
+        .await
+        .unwrap();
+        // 400/s for a second; Poisson within its noise.
+        assert!(
+            (300..=500).contains(&r.requests),
+            "{arrivals}: {}",
+            r.requests
+        );
+        assert_eq!(r.arrivals, Some(arrivals));
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+    }
+    // A server that stalls: latency counts from when each request was due,
+    // so it is at least the stall, not the time on the wire.
+    let slow = mock(MockOptions {
+        ttft_ms: 50,
+        ..Default::default()
+    })
+    .await;
+    let url = format!("http://{}/v1/chat/completions", slow.addr);
+    let r = run(&args(&[
+        "--url",
+        &url,
+        "-c",
+        "1",
+        "--rate",
+        "100",
+        "-d",
+        "500ms",
+        "--warmup",
+        "0s",
+        "--body",
+        body.to_str().unwrap(),
+    ]))
+    .await
+    .unwrap();
+    // One connection at 50 ms a request falls behind a 10 ms schedule.
+    let lat = r.latency.as_ref().unwrap();
+    assert!(lat.max_us > 200_000, "{}", lat.max_us);
+    let _ = std::fs::remove_file(body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ramps_step_the_rate_and_errors_are_told_apart() {
+    let m = mock(MockOptions::default()).await;
+    let body = temp(
+        "ramp.json",
+        "{\"model\":\"demo\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+    );
+    let url = format!("http://{}/v1/chat/completions", m.addr);
+    let r = run(&args(&[
+        "--url",
+        &url,
+        "-c",
+        "4",
+        "--ramp",
+        "100:1s,400:1s",
+        "--warmup",
+        "0s",
+        "--body",
+        body.to_str().unwrap(),
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(r.mode, "ramp");
+    let per_second: Vec<u64> = r.timeline.iter().map(|s| s.requests).collect();
+    assert!(per_second.len() >= 2, "{per_second:?}");
+    assert!((80..=120).contains(&per_second[0]), "{per_second:?}");
+    assert!((350..=450).contains(&per_second[1]), "{per_second:?}");
+    // Nobody listening: connect errors. A stalled server: timeouts.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let r = run(&args(&[
+        "--url",
+        &format!("http://{dead}/"),
+        "-c",
+        "1",
+        "-n",
+        "3",
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(r.errors.get("connect"), Some(&3));
+    let stalled = temp(
+        "stall.jsonl",
+        "{\"body\":{\"model\":\"demo\",\"messages\":[]},\"headers\":{\"x-mock-fault\":\"stall\"}}\n",
+    );
+    let r = run(&args(&[
+        "--url",
+        &url,
+        "-c",
+        "2",
+        "-n",
+        "2",
+        "--timeout",
+        "200ms",
+        "--mix",
+        stalled.to_str().unwrap(),
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(r.errors.get("timeout"), Some(&2));
+    let _ = std::fs::remove_file(body);
+    let _ = std::fs::remove_file(stalled);
+}
