@@ -106,9 +106,8 @@ pub fn run(source: Source, overrides: Overrides) -> Result<(), String> {
     // idle keep-alive connection holds it. 16 KiB takes a 1 KB request in
     // one read all the same.
     proxy.add_listener(
-        pingora::listeners::ListenerConfig::tcp(s.listen.as_str()).l4_buffer(
-            pingora::protocols::l4::stream::L4BufferSettings::default().read(16 << 10),
-        ),
+        pingora::listeners::ListenerConfig::tcp(s.listen.as_str())
+            .l4_buffer(pingora::protocols::l4::stream::L4BufferSettings::default().read(16 << 10)),
     );
     if let Some(tls) = &s.tls {
         let mut settings = TlsSettings::intermediate(&tls.cert, &tls.key)

@@ -205,3 +205,67 @@ async fn ramps_step_the_rate_and_errors_are_told_apart() {
     let _ = std::fs::remove_file(body);
     let _ = std::fs::remove_file(stalled);
 }
+
+/// A bare HTTP/2 server: reads each request and answers a short stream.
+async fn h2_server() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                    return;
+                };
+                while let Some(Ok((req, mut respond))) = conn.accept().await {
+                    tokio::spawn(async move {
+                        let mut body = req.into_body();
+                        while let Some(Ok(d)) = body.data().await {
+                            let _ = body.flow_control().release_capacity(d.len());
+                        }
+                        let head = http::Response::builder()
+                            .header("content-type", "text/event-stream")
+                            .body(())
+                            .unwrap();
+                        let mut send = respond.send_response(head, false).unwrap();
+                        let token = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n";
+                        let _ = send.send_data(bytes::Bytes::from(token.repeat(3)), false);
+                        let _ =
+                            send.send_data(bytes::Bytes::from_static(b"data: [DONE]\n\n"), true);
+                    });
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_carries_several_streams_per_connection() {
+    let addr = h2_server().await;
+    let body = temp(
+        "h2.json",
+        "{\"model\":\"demo\",\"stream\":true,\"messages\":[]}",
+    );
+    let url = format!("http://{addr}/v1/chat/completions");
+    let r = run(&args(&[
+        "--url",
+        &url,
+        "--http2",
+        "-c",
+        "2",
+        "--streams",
+        "8",
+        "-n",
+        "400",
+        "--body",
+        body.to_str().unwrap(),
+    ]))
+    .await
+    .unwrap();
+    assert_eq!((r.protocol, r.streams_per_connection), ("h2", 8));
+    assert_eq!(r.requests, 400);
+    assert_eq!(r.ok, 400, "{:?}", r.errors);
+    assert_eq!(r.output_tokens, 3 * 400);
+    assert!(r.ttft.is_some());
+    let _ = std::fs::remove_file(body);
+}

@@ -113,14 +113,16 @@ pub fn render(r: &Report) -> String {
     );
     let _ = write!(
         out,
-        "<p>{} · {} loop{} · {} connections · {:.1} s measured</p>\
+        "<p>{} · {} · {} loop{} · {} connections × {} · {:.1} s measured</p>\
          <p><b>{:.0} requests/s</b>, {} requests, {} ok, errors {}{}</p>",
         esc(&r.url),
+        r.protocol,
         r.mode,
         r.arrivals
             .map(|a| format!(" ({a} arrivals)"))
             .unwrap_or_default(),
         r.connections,
+        r.streams_per_connection,
         r.seconds,
         r.rps,
         r.requests,

@@ -7,10 +7,15 @@ use serde_json::Value;
 
 use crate::client::build_request;
 
-/// A request ready to send.
+/// A request ready to send: serialized for HTTP/1.1, and in parts for
+/// HTTP/2.
 #[derive(Debug, Clone)]
 pub struct Request {
     pub bytes: Vec<u8>,
+    pub method: &'static str,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: bytes::Bytes,
     pub weight: f64,
 }
 
@@ -59,22 +64,35 @@ pub struct Base<'a> {
 }
 
 impl Base<'_> {
-    pub fn request(&self, path: &str, extra: &[(String, String)], body: &[u8]) -> Vec<u8> {
-        let mut headers: Vec<(&str, &str)> = self
-            .headers
-            .iter()
-            .chain(extra)
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+    pub fn request(
+        &self,
+        path: &str,
+        extra: &[(String, String)],
+        body: &[u8],
+        weight: f64,
+    ) -> Request {
+        let mut headers: Vec<(String, String)> =
+            self.headers.iter().chain(extra).cloned().collect();
         if !body.is_empty()
             && !headers
                 .iter()
                 .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
         {
-            headers.push(("content-type", "application/json"));
+            headers.push(("content-type".into(), "application/json".into()));
         }
         let method = if body.is_empty() { "GET" } else { "POST" };
-        build_request(method, path, self.hostport, &headers, body)
+        let pairs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        Request {
+            bytes: build_request(method, path, self.hostport, &pairs, body),
+            method,
+            path: path.to_string(),
+            headers,
+            body: bytes::Bytes::copy_from_slice(body),
+            weight,
+        }
     }
 }
 
@@ -114,10 +132,7 @@ pub fn parse_jsonl(text: &str, base: &Base) -> Result<Vec<Request>, String> {
             }
             None => (line.to_string(), base.path.to_string(), 1.0, Vec::new()),
         };
-        out.push(Request {
-            bytes: base.request(&path, &headers, body.as_bytes()),
-            weight,
-        });
+        out.push(base.request(&path, &headers, body.as_bytes(), weight));
     }
     Ok(out)
 }

@@ -7,6 +7,7 @@
 //! sends it delayed (coordinated omission). Streams are timed token by
 //! token: time to first token, inter-token gaps, output tokens per second.
 
+mod h2;
 mod html;
 mod mix;
 mod progress;
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use crate::client::{ClientError, Conn};
 pub use html::render as html;
-use mix::{Base, Mix, Request};
+use mix::{Base, Mix};
 use progress::Progress;
 pub use report::Report;
 pub use schedule::{Arrivals, Schedule};
@@ -37,6 +38,12 @@ pub struct BenchArgs {
     /// Concurrent connections.
     #[arg(short = 'c', long, default_value_t = 32)]
     pub connections: usize,
+    /// HTTP/2 (cleartext, prior knowledge) instead of HTTP/1.1.
+    #[arg(long)]
+    pub http2: bool,
+    /// With --http2: concurrent streams per connection.
+    #[arg(long, default_value_t = 1)]
+    pub streams: usize,
     /// Run time after the warm-up, e.g. 10s (ignored with --requests or --ramp).
     #[arg(short = 'd', long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
@@ -130,14 +137,8 @@ fn shared(args: &BenchArgs) -> Result<Shared, String> {
         |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("read {}: {e}", p.display()));
     let requests = match (&args.mix, &args.body) {
         (Some(p), _) => mix::parse_jsonl(&String::from_utf8_lossy(&read(p)?), &base)?,
-        (None, Some(p)) => vec![Request {
-            bytes: base.request(path, &[], &read(p)?),
-            weight: 1.0,
-        }],
-        (None, None) => vec![Request {
-            bytes: base.request(path, &[], b""),
-            weight: 1.0,
-        }],
+        (None, Some(p)) => vec![base.request(path, &[], &read(p)?, 1.0)],
+        (None, None) => vec![base.request(path, &[], b"", 1.0)],
     };
     Ok(Shared {
         addr,
@@ -185,15 +186,26 @@ impl Plan {
 }
 
 /// One answer, as the bench needs it.
-struct Answer {
-    status: u16,
-    first_byte: Option<Instant>,
-    stream: bool,
+pub(crate) struct Answer {
+    pub status: u16,
+    pub first_byte: Option<Instant>,
+    pub stream: bool,
 }
 
-async fn worker(shared: Arc<Shared>, plan: Plan, mut stats: Stats) -> Stats {
+/// How a worker sends: its own HTTP/1.1 connection, or a stream of a
+/// shared HTTP/2 connection.
+enum Transport {
+    H1(Option<Conn>),
+    H2(Arc<h2::H2Conn>),
+}
+
+async fn worker(
+    shared: Arc<Shared>,
+    plan: Plan,
+    mut transport: Transport,
+    mut stats: Stats,
+) -> Stats {
     let mut rng = fastrand::Rng::with_seed(0x5eed + plan.index as u64);
-    let mut conn: Option<Conn> = None;
     let mut next = plan.first_send(&mut rng);
     tokio::time::sleep_until(plan.start.into()).await;
     loop {
@@ -211,23 +223,30 @@ async fn worker(shared: Arc<Shared>, plan: Plan, mut stats: Stats) -> Stats {
         }
         let request = shared.mix.pick(&mut rng);
         let mut tokens = Tokens::default();
-        let result = tokio::time::timeout(
-            plan.timeout,
-            send_one(shared.addr, &mut conn, &request.bytes, &mut tokens),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            conn = None;
-            Err(None)
-        });
+        let sent = async {
+            match &mut transport {
+                Transport::H1(conn) => {
+                    send_h1(shared.addr, conn, &request.bytes, &mut tokens).await
+                }
+                Transport::H2(conn) => conn.send(request, &mut tokens).await,
+            }
+        };
+        let result = match tokio::time::timeout(plan.timeout, sent).await {
+            Ok(r) => r,
+            Err(_) => {
+                if let Transport::H1(conn) = &mut transport {
+                    *conn = None;
+                }
+                Err("timeout")
+            }
+        };
         let done = Instant::now();
         let error = match &result {
             Ok(a) if !(200..300).contains(&a.status) => Some(status_class(a.status)),
             Ok(a) if a.stream && tokens.error => Some("stream_error"),
             Ok(a) if a.stream && !tokens.complete() => Some("malformed_stream"),
             Ok(_) => None,
-            Err(Some(e)) => Some(e.kind()),
-            Err(None) => Some("timeout"),
+            Err(kind) => Some(*kind),
         };
         shared.progress.count(error.is_some());
         if intended < plan.measure_from {
@@ -255,18 +274,17 @@ async fn worker(shared: Arc<Shared>, plan: Plan, mut stats: Stats) -> Stats {
     stats
 }
 
-/// `Err(None)` is left to the caller's timeout.
-async fn send_one(
+async fn send_h1(
     addr: SocketAddr,
     conn: &mut Option<Conn>,
     request: &[u8],
     tokens: &mut Tokens,
-) -> Result<Answer, Option<ClientError>> {
+) -> Result<Answer, &'static str> {
     if conn.is_none() {
-        *conn = Some(Conn::connect(addr).await?);
+        *conn = Some(Conn::connect(addr).await.map_err(|e| e.kind())?);
     }
     let Some(c) = conn.as_mut() else {
-        return Err(Some(ClientError::Closed));
+        return Err(ClientError::Closed.kind());
     };
     match c
         .send_with(request, |piece| tokens.feed(piece, Instant::now()))
@@ -287,7 +305,7 @@ async fn send_one(
         }
         Err(e) => {
             *conn = None;
-            Err(Some(e))
+            Err(e.kind())
         }
     }
 }
@@ -337,11 +355,21 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
             measure_from,
         ))
     });
-    let mut handles = Vec::with_capacity(conns);
-    for index in 0..conns {
+    // Over HTTP/2 every connection carries `streams` workers.
+    let per_conn = if args.http2 { args.streams.max(1) } else { 1 };
+    let workers = conns * per_conn;
+    let h2_conns: Vec<Arc<h2::H2Conn>> = (0..if args.http2 { conns } else { 0 })
+        .map(|_| Arc::new(h2::H2Conn::new(shared.addr)))
+        .collect();
+    let mut handles = Vec::with_capacity(workers);
+    for index in 0..workers {
+        let transport = match h2_conns.get(index / per_conn) {
+            Some(c) => Transport::H2(c.clone()),
+            None => Transport::H1(None),
+        };
         let plan = Plan {
             index,
-            conns,
+            conns: workers,
             start,
             measure_from,
             end,
@@ -352,6 +380,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
         handles.push(tokio::spawn(worker(
             shared.clone(),
             plan,
+            transport,
             Stats::new(&protos),
         )));
     }
@@ -377,7 +406,9 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
             Arrivals::Constant => "constant",
             Arrivals::Poisson => "poisson",
         }),
+        protocol: if args.http2 { "h2" } else { "http/1.1" },
         connections: conns,
+        streams_per_connection: per_conn,
         target_rate: args.rate,
     };
     Ok(Report::new(shape, &total, elapsed.as_secs_f64()))

@@ -55,7 +55,11 @@ pub struct Report {
     /// `closed`, `open` or `ramp`.
     pub mode: &'static str,
     pub arrivals: Option<&'static str>,
+    /// `http/1.1` or `h2`.
+    pub protocol: &'static str,
     pub connections: usize,
+    /// Concurrent requests per connection (h2 streams; 1 over HTTP/1.1).
+    pub streams_per_connection: usize,
     pub target_rate: Option<f64>,
     pub seconds: f64,
     pub requests: u64,
@@ -84,7 +88,9 @@ pub struct Shape {
     pub url: String,
     pub mode: &'static str,
     pub arrivals: Option<&'static str>,
+    pub protocol: &'static str,
     pub connections: usize,
+    pub streams_per_connection: usize,
     pub target_rate: Option<f64>,
 }
 
@@ -121,7 +127,9 @@ impl Report {
             url: shape.url,
             mode: shape.mode,
             arrivals: shape.arrivals,
+            protocol: shape.protocol,
             connections: shape.connections,
+            streams_per_connection: shape.streams_per_connection,
             target_rate: shape.target_rate,
             seconds: secs,
             requests,
