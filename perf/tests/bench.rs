@@ -23,6 +23,12 @@ async fn mock(options: MockOptions) -> MockServer {
     MockServer::start(MockState::new(options)).await.unwrap()
 }
 
+const HI: &str = r#"{"model":"demo","messages":[{"role":"user","content":"hi"}]}"#;
+
+fn chat_url(addr: std::net::SocketAddr) -> String {
+    format!("http://{addr}/v1/chat/completions")
+}
+
 fn temp(name: &str, text: &str) -> std::path::PathBuf {
     let p = std::env::temp_dir().join(format!("sluice-bench-{}-{name}", std::process::id()));
     std::fs::write(&p, text).unwrap();
@@ -45,7 +51,7 @@ async fn closed_loop_counts_every_request_and_times_streams_by_token() {
             "{\"body\":{\"model\":\"demo\",\"messages\":[]},\"headers\":{\"x-mock-fault\":\"status=503\"},\"weight\":0.5}\n",
         ),
     );
-    let url = format!("http://{}/v1/chat/completions", m.addr);
+    let url = chat_url(m.addr);
     let r = run(&args(&[
         "--url",
         &url,
@@ -59,7 +65,7 @@ async fn closed_loop_counts_every_request_and_times_streams_by_token() {
     .await
     .unwrap();
     assert_eq!(r.requests, 200);
-    assert_eq!(r.mode, "closed");
+    assert_eq!(r.shape.mode, "closed");
     let fails = r.errors.get("status_5xx").copied().unwrap_or(0);
     assert!(fails > 0 && r.ok + fails == 200, "{:?}", r.errors);
     // Streams: 8 tokens each, 2 ms apart.
@@ -77,11 +83,8 @@ async fn closed_loop_counts_every_request_and_times_streams_by_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_loop_keeps_its_rate_and_counts_from_the_intended_send() {
     let m = mock(MockOptions::default()).await;
-    let body = temp(
-        "body.json",
-        "{\"model\":\"demo\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
-    );
-    let url = format!("http://{}/v1/chat/completions", m.addr);
+    let body = temp("body.json", HI);
+    let url = chat_url(m.addr);
     for arrivals in ["constant", "poisson"] {
         let r = run(&args(&[
             "--url",
@@ -107,7 +110,7 @@ async fn open_loop_keeps_its_rate_and_counts_from_the_intended_send() {
             "{arrivals}: {}",
             r.requests
         );
-        assert_eq!(r.arrivals, Some(arrivals));
+        assert_eq!(r.shape.arrivals, Some(arrivals));
         assert!(r.errors.is_empty(), "{:?}", r.errors);
     }
     // A server that stalls: latency counts from when each request was due,
@@ -117,7 +120,7 @@ async fn open_loop_keeps_its_rate_and_counts_from_the_intended_send() {
         ..Default::default()
     })
     .await;
-    let url = format!("http://{}/v1/chat/completions", slow.addr);
+    let url = chat_url(slow.addr);
     let r = run(&args(&[
         "--url",
         &url,
@@ -143,11 +146,8 @@ async fn open_loop_keeps_its_rate_and_counts_from_the_intended_send() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ramps_step_the_rate_and_errors_are_told_apart() {
     let m = mock(MockOptions::default()).await;
-    let body = temp(
-        "ramp.json",
-        "{\"model\":\"demo\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
-    );
-    let url = format!("http://{}/v1/chat/completions", m.addr);
+    let body = temp("ramp.json", HI);
+    let url = chat_url(m.addr);
     let r = run(&args(&[
         "--url",
         &url,
@@ -162,7 +162,7 @@ async fn ramps_step_the_rate_and_errors_are_told_apart() {
     ]))
     .await
     .unwrap();
-    assert_eq!(r.mode, "ramp");
+    assert_eq!(r.shape.mode, "ramp");
     let per_second: Vec<u64> = r.timeline.iter().map(|s| s.requests).collect();
     assert!(per_second.len() >= 2, "{per_second:?}");
     assert!((80..=120).contains(&per_second[0]), "{per_second:?}");
@@ -207,11 +207,18 @@ async fn ramps_step_the_rate_and_errors_are_told_apart() {
 }
 
 /// A bare HTTP/2 server: reads each request and answers a short stream.
-async fn h2_server() -> std::net::SocketAddr {
+/// Also answers how many connections it took.
+async fn h2_server() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let conns = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = conns.clone();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tokio::spawn(async move {
                 let Ok(mut conn) = h2::server::handshake(tcp).await else {
                     return;
@@ -236,17 +243,17 @@ async fn h2_server() -> std::net::SocketAddr {
             });
         }
     });
-    addr
+    (addr, conns)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_carries_several_streams_per_connection() {
-    let addr = h2_server().await;
+    let (addr, conns) = h2_server().await;
     let body = temp(
         "h2.json",
         "{\"model\":\"demo\",\"stream\":true,\"messages\":[]}",
     );
-    let url = format!("http://{addr}/v1/chat/completions");
+    let url = chat_url(addr);
     let r = run(&args(&[
         "--url",
         &url,
@@ -262,10 +269,15 @@ async fn http2_carries_several_streams_per_connection() {
     ]))
     .await
     .unwrap();
-    assert_eq!((r.protocol, r.streams_per_connection), ("h2", 8));
+    assert_eq!(
+        (r.shape.protocol, r.shape.streams_per_connection),
+        ("h2", 8)
+    );
     assert_eq!(r.requests, 400);
     assert_eq!(r.ok, 400, "{:?}", r.errors);
     assert_eq!(r.output_tokens, 3 * 400);
+    // 16 workers shared 2 connections.
+    assert_eq!(conns.load(std::sync::atomic::Ordering::Relaxed), 2);
     assert!(r.ttft.is_some());
     let _ = std::fs::remove_file(body);
 }

@@ -141,7 +141,10 @@ pub async fn reserve(
 }
 
 /// Before any of a noted request's answer goes out, its note is written
-/// (see `UsageLog::commit`).
+/// (see `UsageLog::commit`). If the disk refuses it, the answer still goes
+/// out (the upstream has served it) and the failure is logged and counted
+/// in `sluice_usage_errors_total`; new requests are refused until a write
+/// succeeds again.
 pub fn answering(ctx: &RequestCtx) {
     if ctx.wal_gen.is_none() {
         return;

@@ -55,9 +55,15 @@ impl Head {
     /// A body of unknown length (a stream) goes out chunked: without a
     /// framing header Pingora delimits it by closing the connection, so
     /// every stream would cost the client a new one. HTTP/2 drops the
-    /// header; HTTP/1.0 clients cannot take it.
+    /// header; HTTP/1.0 clients cannot take it; 1xx, 204 and 304 answers
+    /// have no body to frame.
     pub fn chunked_unless_sized(&mut self, client: http::Version) {
+        let status = self.0.status;
+        let bodiless = status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED;
         if client != http::Version::HTTP_10
+            && !bodiless
             && !self.0.headers.contains_key(http::header::CONTENT_LENGTH)
         {
             self.0.headers.insert(
@@ -106,5 +112,23 @@ mod tests {
         assert_eq!(r.headers["x-sluice-attempts"], "2");
         assert_eq!(r.headers.get_all("vary").iter().count(), 2);
         assert!(r.headers.get("x-sluice-target").is_none());
+    }
+
+    #[test]
+    fn only_sizeless_bodies_of_http11_answers_go_chunked() {
+        let framing = |status: StatusCode, version, sized: bool| {
+            let mut h = Head::new(status, 4);
+            if sized {
+                h.put(http::header::CONTENT_LENGTH, HeaderValue::from(3u32));
+            }
+            h.chunked_unless_sized(version);
+            h.done().headers.get("transfer-encoding").cloned()
+        };
+        let v11 = http::Version::HTTP_11;
+        assert_eq!(framing(StatusCode::OK, v11, false).unwrap(), "chunked");
+        assert!(framing(StatusCode::OK, v11, true).is_none());
+        assert!(framing(StatusCode::OK, http::Version::HTTP_10, false).is_none());
+        assert!(framing(StatusCode::NO_CONTENT, v11, false).is_none());
+        assert!(framing(StatusCode::NOT_MODIFIED, v11, false).is_none());
     }
 }

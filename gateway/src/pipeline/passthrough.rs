@@ -235,6 +235,8 @@ pub fn request_body(ctx: &mut RequestCtx, body: &Option<Bytes>) -> pingora::Resu
 
 /// The upstream's head: its verdict on the provider's health, and who served.
 pub fn response(ctx: &mut RequestCtx, resp: &mut ResponseHeader) {
+    // Pingora writes this head next: the request's note must be out first.
+    super::admit::answering(ctx);
     let status = resp.status.as_u16();
     ctx.status = status;
     let ttfb = ctx

@@ -233,7 +233,7 @@ impl Relay<'_> {
             let chunk = tokio::select! {
                 c = batch.read(up) => c,
                 _ = client_gone(session) => {
-                    self.after_disconnect(up, tr).await;
+                    self.after_disconnect(up, tr, &mut batch).await;
                     return Err(GatewayError::ClientGone);
                 }
             };
@@ -259,7 +259,7 @@ impl Relay<'_> {
                 if let Err(e) = sent {
                     if !end {
                         // Gone mid-stream: the usage still has to be known.
-                        self.after_disconnect(up, tr).await;
+                        self.after_disconnect(up, tr, &mut batch).await;
                     }
                     return Err(e);
                 }
@@ -277,12 +277,19 @@ impl Relay<'_> {
     /// The client left mid-stream: either read the upstream to its end so
     /// usage is exact (bounded by the request's deadline), or count what
     /// arrived.
-    async fn after_disconnect(&self, up: &mut HttpSession, tr: &mut StreamTranslator<Hook>) {
+    async fn after_disconnect(
+        &self,
+        up: &mut HttpSession,
+        tr: &mut StreamTranslator<Hook>,
+        batch: &mut Batch,
+    ) {
         if self.drain && tr.hook.0.is_some() {
             let mut sink = Vec::new();
             loop {
                 sink.clear();
-                match up.read_response_body().await {
+                // Through the batch: an end or fault it already met is
+                // answered first.
+                match batch.read(up).await {
                     Ok(Some(b)) => {
                         if tr.feed(&b, &mut sink).is_err() {
                             break;

@@ -115,14 +115,15 @@ pub fn render(r: &Report) -> String {
         out,
         "<p>{} · {} · {} loop{} · {} connections × {} · {:.1} s measured</p>\
          <p><b>{:.0} requests/s</b>, {} requests, {} ok, errors {}{}</p>",
-        esc(&r.url),
-        r.protocol,
-        r.mode,
-        r.arrivals
+        esc(&r.shape.url),
+        r.shape.protocol,
+        r.shape.mode,
+        r.shape
+            .arrivals
             .map(|a| format!(" ({a} arrivals)"))
             .unwrap_or_default(),
-        r.connections,
-        r.streams_per_connection,
+        r.shape.connections,
+        r.shape.streams_per_connection,
         r.seconds,
         r.rps,
         r.requests,
@@ -148,8 +149,13 @@ pub fn render(r: &Report) -> String {
         .filter(|s| s.t % 5 == 0)
         .map(|s| (s.t as f64, format!("{}s", s.t)))
         .collect();
+    // Seconds in which nothing was sent have no latency to plot.
     let over = |f: fn(&super::report::Second) -> f64| -> Vec<(f64, f64)> {
-        r.timeline.iter().map(|s| (s.t as f64, f(s))).collect()
+        r.timeline
+            .iter()
+            .filter(|s| s.requests > 0)
+            .map(|s| (s.t as f64, f(s)))
+            .collect()
     };
     out.push_str(&chart(
         "Latency over time",
@@ -169,11 +175,11 @@ pub fn render(r: &Report) -> String {
         &secs,
     ));
     out.push_str(&chart(
-        "Requests per second",
+        "Requests per second (by when each was due)",
         "/s",
         &[
             Series {
-                name: "completed",
+                name: "requests",
                 color: "#2ca02c",
                 points: over(|s| s.requests as f64),
             },

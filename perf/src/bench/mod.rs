@@ -393,7 +393,12 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
     if let Some(t) = ticker {
         t.abort();
     }
-    let elapsed = Instant::now().saturating_duration_since(measure_from);
+    // Over the schedule or the duration, not until the last request in
+    // flight at its end came back: that tail would lower the rate.
+    let elapsed = match args.requests {
+        Some(_) => Instant::now().saturating_duration_since(measure_from),
+        None => end.saturating_duration_since(measure_from),
+    };
     let mode = match (&args.ramp, args.rate) {
         (Some(_), _) => "ramp",
         (None, Some(_)) => "open",

@@ -20,7 +20,7 @@ impl Progress {
     }
 }
 
-/// Prints until `stop` is dropped or the task is aborted.
+/// Prints once a second until the task is aborted.
 pub async fn report(progress: Arc<Progress>, start: Instant, warmup_until: Instant) {
     let mut tick = tokio::time::interval_at(
         (start + Duration::from_secs(1)).into(),

@@ -51,16 +51,8 @@ pub struct Second {
 
 #[derive(Debug, Serialize)]
 pub struct Report {
-    pub url: String,
-    /// `closed`, `open` or `ramp`.
-    pub mode: &'static str,
-    pub arrivals: Option<&'static str>,
-    /// `http/1.1` or `h2`.
-    pub protocol: &'static str,
-    pub connections: usize,
-    /// Concurrent requests per connection (h2 streams; 1 over HTTP/1.1).
-    pub streams_per_connection: usize,
-    pub target_rate: Option<f64>,
+    #[serde(flatten)]
+    pub shape: Shape,
     pub seconds: f64,
     pub requests: u64,
     pub ok: u64,
@@ -83,13 +75,17 @@ pub struct Report {
     pub timeline: Vec<Second>,
 }
 
-/// How the run was driven, for the report's header fields.
+/// How the run was driven.
+#[derive(Debug, Serialize)]
 pub struct Shape {
     pub url: String,
+    /// `closed`, `open` or `ramp`.
     pub mode: &'static str,
     pub arrivals: Option<&'static str>,
+    /// `http/1.1` or `h2`.
     pub protocol: &'static str,
     pub connections: usize,
+    /// Concurrent requests per connection (h2 streams; 1 over HTTP/1.1).
     pub streams_per_connection: usize,
     pub target_rate: Option<f64>,
 }
@@ -101,7 +97,8 @@ impl Report {
         let percentiles = if s.latency.is_empty() {
             Vec::new()
         } else {
-            // 0, 50, 75, 87.5 … 99.999: evenly spaced on a log scale of 1/(1-q).
+            // Two points per halving of 1 - q (0, 29.3, 50, 64.6, 75 …),
+            // up to 99.999: evenly spaced on a log scale of 1/(1-q).
             (0..=34)
                 .map(|i| {
                     let q = 1.0 - 0.5f64.powf(f64::from(i) / 2.0);
@@ -124,13 +121,7 @@ impl Report {
             .collect();
         let h = &s.tokens_per_s;
         Report {
-            url: shape.url,
-            mode: shape.mode,
-            arrivals: shape.arrivals,
-            protocol: shape.protocol,
-            connections: shape.connections,
-            streams_per_connection: shape.streams_per_connection,
-            target_rate: shape.target_rate,
+            shape,
             seconds: secs,
             requests,
             ok: s.ok,

@@ -50,8 +50,9 @@ impl Protos {
     }
 }
 
+/// Within the histograms' range: longer is recorded as 10 minutes.
 pub fn micros(d: Duration) -> u64 {
-    (d.as_micros() as u64).max(1)
+    (d.as_micros() as u64).clamp(1, 600_000_000)
 }
 
 impl Stats {
@@ -102,7 +103,7 @@ impl Stats {
             .ttft
             .record(micros(first.saturating_duration_since(sent)));
         for &g in &t.gaps_us {
-            let _ = self.itl.record(g.max(1));
+            let _ = self.itl.record(g.clamp(1, 600_000_000));
         }
         self.tokens += t.count;
         if let Some(last) = t.last.filter(|_| t.count > 1) {

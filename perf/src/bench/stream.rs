@@ -11,6 +11,9 @@ use std::time::Instant;
 
 #[derive(Debug, Default)]
 pub struct Tokens {
+    /// Whether the body is SSE, from its first bytes; other bodies are
+    /// not scanned.
+    sse: Option<bool>,
     /// The unfinished event at the end of what has arrived.
     tail: Vec<u8>,
     pub first: Option<Instant>,
@@ -26,12 +29,27 @@ pub struct Tokens {
 
 impl Tokens {
     pub fn feed(&mut self, piece: &[u8], at: Instant) {
+        if self.sse.is_none() {
+            // SSE lines start with a field name or a ':' comment; JSON with
+            // '{' or '['.
+            self.sse = piece
+                .iter()
+                .find(|b| !b.is_ascii_whitespace())
+                .map(|&b| matches!(b, b'd' | b'e' | b'i' | b'r' | b':'));
+        }
+        if self.sse != Some(true) {
+            return;
+        }
         let mut tail = std::mem::take(&mut self.tail);
+        // What was scanned before holds no event end, but one may straddle
+        // its last two bytes.
+        let mut from = tail.len().saturating_sub(2);
         tail.extend_from_slice(piece);
         let mut start = 0;
-        while let Some(end) = find_event_end(&tail[start..]) {
-            self.event(&tail[start..start + end], at);
-            start += end;
+        while let Some(end) = find_event_end(&tail, start, from) {
+            self.event(&tail[start..end], at);
+            start = end;
+            from = end;
         }
         tail.drain(..start);
         self.tail = tail;
@@ -74,11 +92,13 @@ impl Tokens {
     }
 }
 
-/// The length of the first event in `buf` through its blank line.
-fn find_event_end(buf: &[u8]) -> Option<usize> {
-    (1..buf.len()).find_map(|i| {
+/// The end of the first event in `buf` after `start` (through its blank
+/// line), looking from `from` on.
+fn find_event_end(buf: &[u8], start: usize, from: usize) -> Option<usize> {
+    (from.max(start + 1)..buf.len()).find_map(|i| {
         let lf = buf[i] == b'\n'
-            && (buf[i - 1] == b'\n' || (i >= 2 && buf[i - 1] == b'\r' && buf[i - 2] == b'\n'));
+            && (buf[i - 1] == b'\n'
+                || (i >= start + 2 && buf[i - 1] == b'\r' && buf[i - 2] == b'\n'));
         lf.then_some(i + 1)
     })
 }
@@ -107,9 +127,18 @@ mod tests {
             assert_eq!(t.gaps_us.len(), 2);
             assert!(t.complete() && !t.error);
         }
+        let mut bytewise = Tokens::default();
+        for b in body {
+            bytewise.feed(std::slice::from_ref(b), t0);
+        }
+        assert_eq!(bytewise.count, 3);
+        assert!(bytewise.complete());
         let mut cut = Tokens::default();
         cut.feed(&body[..60], t0);
         assert!(!cut.complete());
+        let mut json = Tokens::default();
+        json.feed(b"{\"choices\":[{\"message\":{\"content\":\"x\"}}]}\n\n", t0);
+        assert_eq!(json.count, 0);
         let mut err = Tokens::default();
         err.feed(b"event: error\ndata: {\"type\":\"error\"}\n\n", t0);
         assert!(err.error && err.count == 0);
