@@ -13,6 +13,13 @@ struct Cli {
     args: BenchArgs,
 }
 
+/// A run against `url` with these further arguments.
+async fn bench(url: &str, rest: &[&str]) -> sluice_perf::bench::Report {
+    let mut list = vec!["--url", url];
+    list.extend_from_slice(rest);
+    run(&args(&list)).await.unwrap()
+}
+
 fn args(list: &[&str]) -> BenchArgs {
     let mut argv = vec!["sluice-bench", "-q"];
     argv.extend_from_slice(list);
@@ -52,18 +59,11 @@ async fn closed_loop_counts_every_request_and_times_streams_by_token() {
         ),
     );
     let url = chat_url(m.addr);
-    let r = run(&args(&[
-        "--url",
+    let r = bench(
         &url,
-        "-c",
-        "4",
-        "-n",
-        "200",
-        "--mix",
-        mix.to_str().unwrap(),
-    ]))
-    .await
-    .unwrap();
+        &["-c", "4", "-n", "200", "--mix", mix.to_str().unwrap()],
+    )
+    .await;
     assert_eq!(r.requests, 200);
     assert_eq!(r.shape.mode, "closed");
     let fails = r.errors.get("status_5xx").copied().unwrap_or(0);
@@ -86,24 +86,24 @@ async fn open_loop_keeps_its_rate_and_counts_from_the_intended_send() {
     let body = temp("body.json", HI);
     let url = chat_url(m.addr);
     for arrivals in ["constant", "poisson"] {
-        let r = run(&args(&[
-            "--url",
+        let r = bench(
             &url,
-            "-c",
-            "8",
-            "--rate",
-            "400",
-            "--arrivals",
-            arrivals,
-            "-d",
-            "1s",
-            "--warmup",
-            "200ms",
-            "--body",
-            body.to_str().unwrap(),
-        ]))
-        .await
-        .unwrap();
+            &[
+                "-c",
+                "8",
+                "--rate",
+                "400",
+                "--arrivals",
+                arrivals,
+                "-d",
+                "1s",
+                "--warmup",
+                "200ms",
+                "--body",
+                body.to_str().unwrap(),
+            ],
+        )
+        .await;
         // 400/s for a second; Poisson within its noise.
         assert!(
             (300..=500).contains(&r.requests),
@@ -121,22 +121,22 @@ async fn open_loop_keeps_its_rate_and_counts_from_the_intended_send() {
     })
     .await;
     let url = chat_url(slow.addr);
-    let r = run(&args(&[
-        "--url",
+    let r = bench(
         &url,
-        "-c",
-        "1",
-        "--rate",
-        "100",
-        "-d",
-        "500ms",
-        "--warmup",
-        "0s",
-        "--body",
-        body.to_str().unwrap(),
-    ]))
-    .await
-    .unwrap();
+        &[
+            "-c",
+            "1",
+            "--rate",
+            "100",
+            "-d",
+            "500ms",
+            "--warmup",
+            "0s",
+            "--body",
+            body.to_str().unwrap(),
+        ],
+    )
+    .await;
     // One connection at 50 ms a request falls behind a 10 ms schedule.
     let lat = r.latency.as_ref().unwrap();
     assert!(lat.max_us > 200_000, "{}", lat.max_us);
@@ -148,20 +148,20 @@ async fn ramps_step_the_rate_and_errors_are_told_apart() {
     let m = mock(MockOptions::default()).await;
     let body = temp("ramp.json", HI);
     let url = chat_url(m.addr);
-    let r = run(&args(&[
-        "--url",
+    let r = bench(
         &url,
-        "-c",
-        "4",
-        "--ramp",
-        "100:1s,400:1s",
-        "--warmup",
-        "0s",
-        "--body",
-        body.to_str().unwrap(),
-    ]))
-    .await
-    .unwrap();
+        &[
+            "-c",
+            "4",
+            "--ramp",
+            "100:1s, 400:1s",
+            "--warmup",
+            "0s",
+            "--body",
+            body.to_str().unwrap(),
+        ],
+    )
+    .await;
     assert_eq!(r.shape.mode, "ramp");
     let per_second: Vec<u64> = r.timeline.iter().map(|s| s.requests).collect();
     assert!(per_second.len() >= 2, "{per_second:?}");
@@ -172,35 +172,26 @@ async fn ramps_step_the_rate_and_errors_are_told_apart() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let r = run(&args(&[
-        "--url",
-        &format!("http://{dead}/"),
-        "-c",
-        "1",
-        "-n",
-        "3",
-    ]))
-    .await
-    .unwrap();
+    let r = bench(&format!("http://{dead}/"), &["-c", "1", "-n", "3"]).await;
     assert_eq!(r.errors.get("connect"), Some(&3));
     let stalled = temp(
         "stall.jsonl",
         "{\"body\":{\"model\":\"demo\",\"messages\":[]},\"headers\":{\"x-mock-fault\":\"stall\"}}\n",
     );
-    let r = run(&args(&[
-        "--url",
+    let r = bench(
         &url,
-        "-c",
-        "2",
-        "-n",
-        "2",
-        "--timeout",
-        "200ms",
-        "--mix",
-        stalled.to_str().unwrap(),
-    ]))
-    .await
-    .unwrap();
+        &[
+            "-c",
+            "2",
+            "-n",
+            "2",
+            "--timeout",
+            "200ms",
+            "--mix",
+            stalled.to_str().unwrap(),
+        ],
+    )
+    .await;
     assert_eq!(r.errors.get("timeout"), Some(&2));
     let _ = std::fs::remove_file(body);
     let _ = std::fs::remove_file(stalled);
@@ -254,21 +245,21 @@ async fn http2_carries_several_streams_per_connection() {
         "{\"model\":\"demo\",\"stream\":true,\"messages\":[]}",
     );
     let url = chat_url(addr);
-    let r = run(&args(&[
-        "--url",
+    let r = bench(
         &url,
-        "--http2",
-        "-c",
-        "2",
-        "--streams",
-        "8",
-        "-n",
-        "400",
-        "--body",
-        body.to_str().unwrap(),
-    ]))
-    .await
-    .unwrap();
+        &[
+            "--http2",
+            "-c",
+            "2",
+            "--streams",
+            "8",
+            "-n",
+            "400",
+            "--body",
+            body.to_str().unwrap(),
+        ],
+    )
+    .await;
     assert_eq!(
         (r.shape.protocol, r.shape.streams_per_connection),
         ("h2", 8)
