@@ -58,6 +58,17 @@ fn chat(model: &str) -> Vec<u8> {
     chat_body(model, "hello there", false)
 }
 
+/// A chat with model `demo` under this `authorization` header.
+async fn chat_as(addr: std::net::SocketAddr, authorization: &str) -> Response {
+    post(
+        addr,
+        "/v1/chat/completions",
+        &[("authorization", authorization)],
+        &chat("demo"),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_work_in_every_sdk_header_and_errors_speak_the_clients_format() {
     let m = mock(MockOptions::default()).await;
@@ -75,13 +86,7 @@ async fn keys_work_in_every_sdk_header_and_errors_speak_the_clients_format() {
     let r = post(gw.addr, "/v1/chat/completions", &[], &chat("demo")).await;
     assert_eq!(r.status, 401);
     assert_eq!(error_json(&r)["error"]["code"], "invalid_api_key");
-    let r = post(
-        gw.addr,
-        "/v1/chat/completions",
-        &[("authorization", "Bearer sk-wrong-key-000")],
-        &chat("demo"),
-    )
-    .await;
+    let r = chat_as(gw.addr, "Bearer sk-wrong-key-000").await;
     assert_eq!(r.status, 401);
     let msg = error_json(&r)["error"]["message"]
         .as_str()
@@ -249,14 +254,7 @@ async fn admin_api_creates_disables_rotates_and_deletes_keys() {
     let secret = r.json().unwrap()["key"].as_str().unwrap().to_string();
     let use_key = |s: String| async move {
         let h = format!("Bearer {s}");
-        post(
-            gw.addr,
-            "/v1/chat/completions",
-            &[("authorization", &h)],
-            &chat("demo"),
-        )
-        .await
-        .status
+        chat_as(gw.addr, &h).await.status
     };
     assert_eq!(use_key(secret.clone()).await, 200);
     // Listing never shows secrets.
@@ -316,13 +314,7 @@ async fn admin_api_creates_disables_rotates_and_deletes_keys() {
     drop(gw);
     let gw = Gateway::start(&yaml, ENV).await;
     let h = format!("Bearer {rotated}");
-    let r = post(
-        gw.addr,
-        "/v1/chat/completions",
-        &[("authorization", &h)],
-        &chat("demo"),
-    )
-    .await;
+    let r = chat_as(gw.addr, &h).await;
     assert_eq!(r.status, 200);
     assert_eq!(
         admin(&gw, "DELETE", "/admin/keys/beta-1", serde_json::json!({}))
@@ -330,13 +322,7 @@ async fn admin_api_creates_disables_rotates_and_deletes_keys() {
             .status,
         200
     );
-    let r = post(
-        gw.addr,
-        "/v1/chat/completions",
-        &[("authorization", &h)],
-        &chat("demo"),
-    )
-    .await;
+    let r = chat_as(gw.addr, &h).await;
     assert_eq!(r.status, 401);
     // A tenant with keys cannot be deleted.
     let r = admin(&gw, "DELETE", "/admin/tenants/acme", serde_json::json!({})).await;
@@ -355,20 +341,8 @@ routes:
         config(&m, "")
     );
     let gw = Gateway::start(&yaml, ENV).await;
-    let r = post(
-        gw.addr,
-        "/v1/chat/completions",
-        &[("authorization", "Bearer sk-acme-0123456789")],
-        &chat("demo"),
-    )
-    .await;
+    let r = chat_as(gw.addr, "Bearer sk-acme-0123456789").await;
     assert_eq!(r.header("x-sluice-target"), Some("up/premium-upstream"));
-    let r = post(
-        gw.addr,
-        "/v1/chat/completions",
-        &[("authorization", "Bearer test")],
-        &chat("demo"),
-    )
-    .await;
+    let r = chat_as(gw.addr, "Bearer test").await;
     assert_eq!(r.header("x-sluice-target"), Some("up/upstream-demo"));
 }
