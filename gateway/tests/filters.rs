@@ -114,7 +114,10 @@ async fn reversible_pii_never_reaches_the_upstream_and_comes_back_restored() {
             "{sent}"
         );
     }
-    let m = gw.metrics().await;
+    // Requests are counted just after their response ends.
+    let m = gw
+        .metrics_when("sluice_filter_detections_total{type=\"email\"}", 4.0)
+        .await;
     assert_eq!(
         sample_or_zero(&m, "sluice_filter_detections_total{type=\"email\"}"),
         4.0
@@ -139,8 +142,10 @@ async fn usage_is_recorded_without_a_usage_chunk_for_the_client() {
     // Sluice asked the upstream for usage itself.
     let sent: Value = serde_json::from_slice(&mock.state.recorded()[0].body).unwrap();
     assert_eq!(sent["stream_options"]["include_usage"], true);
-    let m = gw.metrics().await;
     let labels = "{model=\"gpt-4o\",provider=\"up\",type=";
+    let m = gw
+        .metrics_when(&format!("sluice_tokens_total{labels}\"completion\"}}"), 7.0)
+        .await;
     assert_eq!(
         sample_or_zero(&m, &format!("sluice_tokens_total{labels}\"completion\"}}")),
         7.0
