@@ -11,7 +11,6 @@ use pingora::apps::HttpServerOptions;
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
 use pingora::listeners::tls::TlsSettings;
-use pingora::proxy::ProxyServiceBuilder;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::background::GenBackgroundService;
@@ -98,16 +97,18 @@ pub fn run(source: Source, overrides: Overrides) -> Result<(), String> {
     };
     let mut options = HttpServerOptions::default();
     options.h2c = s.h2c;
-    let mut proxy = ProxyServiceBuilder::new(&conf, gateway)
-        .name("sluice")
-        .server_options(options)
-        .build();
-    // Pingora reads each connection through a 64 KiB buffer by default: an
-    // idle keep-alive connection holds it. 16 KiB takes a 1 KB request in
-    // one read all the same.
+    let mut app = pingora::proxy::http_proxy(&conf, gateway);
+    app.server_options = Some(options);
+    let mut proxy = Service::new(
+        "sluice".to_string(),
+        crate::conn::Connections::new(app, s.h2c),
+    );
+    // Every connection keeps its read buffer (Pingora's default: 64 KiB).
+    // Larger reads bypass it into the parser's own buffers, so 2 KiB costs
+    // no throughput and keeps 10,000 idle connections under 100 MB.
     proxy.add_listener(
         pingora::listeners::ListenerConfig::tcp(s.listen.as_str())
-            .l4_buffer(pingora::protocols::l4::stream::L4BufferSettings::default().read(16 << 10)),
+            .l4_buffer(pingora::protocols::l4::stream::L4BufferSettings::default().read(2 << 10)),
     );
     if let Some(tls) = &s.tls {
         let mut settings = TlsSettings::intermediate(&tls.cert, &tls.key)

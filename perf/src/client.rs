@@ -107,9 +107,27 @@ impl Conn {
     pub async fn send_with(
         &mut self,
         request: &[u8],
+        on_body: impl FnMut(&[u8]),
+    ) -> Result<Response, ClientError> {
+        self.write(request).await?;
+        self.receive_with(on_body).await
+    }
+
+    /// Writes raw bytes, such as part of a request.
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.stream.write_all(bytes).await?;
+        Ok(())
+    }
+
+    /// Reads one whole response; `Err(Closed)` when the server closes first.
+    pub async fn receive(&mut self) -> Result<Response, ClientError> {
+        self.receive_with(|_| {}).await
+    }
+
+    async fn receive_with(
+        &mut self,
         mut on_body: impl FnMut(&[u8]),
     ) -> Result<Response, ClientError> {
-        self.stream.write_all(request).await?;
         let (status, headers, kind, keep_alive) = self.read_head().await?;
         let mut body = BytesMut::new();
         let mut first_byte = None;

@@ -1,0 +1,74 @@
+//! Kept-alive client connections: Sluice waits for a connection's next
+//! request on the bare stream (see `conn.rs`), so the request may arrive in
+//! pieces, late, or never; shutdown closes the idle ones at once.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use sluice_perf::client::{build_request, ClientError, Conn};
+use sluice_perf::mock::MockOptions;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_arriving_late_and_in_pieces_are_served_on_one_connection() {
+    let mock = mock(MockOptions::default()).await;
+    let gw = Gateway::start(&demo_config(&mock, ""), &[]).await;
+    let req = build_request(
+        "POST",
+        "/v1/chat/completions",
+        "x",
+        &[],
+        &chat_body("demo", "pieces", false),
+    );
+    let mut c = Conn::connect(gw.addr).await.unwrap();
+    let first = c.send(&req).await.unwrap();
+    assert_eq!(first.status, 200);
+    // One byte, then the head's end, then the body: each after a pause, so
+    // the gateway sees the request start before the rest exists.
+    let head_end = req.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    for round in 0..3 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for piece in [&req[..1], &req[1..head_end], &req[head_end..]] {
+            c.write(piece).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        let r = c.receive().await.unwrap();
+        assert_eq!(r.status, 200, "round {round}");
+        assert_eq!(
+            r.json().unwrap()["choices"],
+            first.json().unwrap()["choices"]
+        );
+        assert!(r.keep_alive);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_idle_kept_connections_at_once() {
+    let mock = mock(MockOptions::default()).await;
+    let gw = Gateway::start(&demo_config(&mock, ""), &[]).await;
+    let req = build_request(
+        "POST",
+        "/v1/chat/completions",
+        "x",
+        &[],
+        &chat_body("demo", "idle", false),
+    );
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        let mut c = Conn::connect(gw.addr).await.unwrap();
+        assert_eq!(c.send(&req).await.unwrap().status, 200);
+        idle.push(c);
+    }
+    // One that never sent anything.
+    idle.push(Conn::connect(gw.addr).await.unwrap());
+    gw.signal("TERM");
+    // The kept-alive timeout is 60 s: these must close long before.
+    for mut c in idle {
+        let closed = tokio::time::timeout(Duration::from_secs(5), c.receive())
+            .await
+            .expect("an idle connection outlived the shutdown");
+        assert!(matches!(closed, Err(ClientError::Closed)), "{closed:?}");
+    }
+}
