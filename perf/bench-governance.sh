@@ -11,7 +11,6 @@ DUR=${1:-10s}; CONNS=${2:-32}; REPS=${3:-3}; BODY=${4:-perf/scenarios/chat-1k.js
 . perf/setup.sh
 command -v redis-server >/dev/null || { echo "needs redis-server (scripts/setup.sh installs it)" >&2; exit 1; }
 REDIS=$(port); MEM=$(port); MEM_ADMIN=$(port); RED=$(port); RED_ADMIN=$(port)
-export BENCH_KEY=sk-bench-0123456789
 taskset -c 1 redis-server --port "$REDIS" --bind 127.0.0.1 --save "" --appendonly no >/dev/null & RPID=$!
 common() {  # $1 listen, $2 admin
   head_yaml "$1" "$2"

@@ -21,7 +21,6 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$NGINX" ] || scripts/setup.sh --nginx
 . perf/setup.sh
 NGX=$(port); PG=$(port); PGJ=$(port); FT=$(port); FT_ADMIN=$(port)
-export BENCH_KEY=sk-bench-0123456789 BENCH_UPSTREAM_KEY=mock-key
 # Sluice: passthrough and translation on one instance, features on another
 # (governance is per instance).
 { head_yaml "$GW" "$ADMIN"; cat <<YAML
@@ -33,22 +32,7 @@ models:
 YAML
 } > "$CFG"
 FCFG="$OUT/features.yaml"
-{ head_yaml "$FT" "$FT_ADMIN"; cat <<YAML
-models:
-  demo:
-    targets: [ { provider: mock, model: gpt-4o } ]  # so token_count uses tiktoken
-    filters:
-      token_count: { on_disconnect: drain }
-      pii: { action: reversible }
-      guardrails: { prompt_injection: block, max_messages: 500, max_message_chars: 200000 }
-auth: keys
-tenants:
-  t: { limits: { rpm: 1000000000, tpm: 1000000000000 }, budget: { usd: 1000000000, period: monthly } }
-keys:
-  - { id: bench, tenant: t, key: "\${BENCH_KEY}", limits: { rpm: 1000000000, tpm: 1000000000000 } }
-usage_log: { path: $OUT/usage.jsonl, fsync: interval }
-YAML
-} > "$FCFG"
+features_yaml "$FT" "$FT_ADMIN" > "$FCFG"
 cat > "$OUT/nginx.conf" <<NGINX
 worker_processes 1;
 daemon off;

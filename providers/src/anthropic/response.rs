@@ -1,5 +1,8 @@
 //! Anthropic Messages responses ⇄ canonical.
 
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::canonical::*;
@@ -51,7 +54,99 @@ pub fn usage_json(u: &Usage) -> Value {
     })
 }
 
+/// A message in the shape Anthropic sends, read in one typed pass that
+/// borrows its strings; anything unusual goes to [`decode_loose`].
+#[derive(serde::Deserialize)]
+struct Message<'a> {
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    content: Vec<Block<'a>>,
+    #[serde(borrow)]
+    stop_reason: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    stop_sequence: Option<Cow<'a, str>>,
+    usage: Option<MessageUsage>,
+}
+
+#[derive(serde::Deserialize)]
+struct Block<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    input: Option<&'a RawValue>,
+}
+
+#[derive(serde::Deserialize)]
+struct MessageUsage {
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+}
+
 pub fn decode(body: &[u8], meta: &ResponseMeta) -> Result<ChatResponse, CodecError> {
+    let Ok(m) = serde_json::from_slice::<Message<'_>>(body) else {
+        return decode_loose(body, meta);
+    };
+    let mut text: Option<String> = None;
+    let mut tool_calls = Vec::new();
+    for b in &m.content {
+        match b.kind.as_deref() {
+            Some("text") => text
+                .get_or_insert_with(String::new)
+                .push_str(b.text.as_deref().unwrap_or("")),
+            Some("tool_use") => tool_calls.push(ToolCall {
+                id: b.id.as_deref().unwrap_or("").to_string(),
+                name: b.name.as_deref().unwrap_or("").to_string(),
+                // Compact, as the loose path writes it.
+                arguments: b.input.map_or_else(
+                    || "{}".into(),
+                    |raw| {
+                        serde_json::from_str::<Value>(raw.get())
+                            .map_or_else(|_| raw.get().to_string(), |v| v.to_string())
+                    },
+                ),
+            }),
+            _ => {}
+        }
+    }
+    let usage = m.usage.map(|u| {
+        let read = u.cache_read_input_tokens.unwrap_or(0);
+        let created = u.cache_creation_input_tokens.unwrap_or(0);
+        Usage {
+            prompt_tokens: u.input_tokens.unwrap_or(0) + read + created,
+            completion_tokens: u.output_tokens.unwrap_or(0),
+            cache_read_tokens: read,
+            cache_creation_tokens: created,
+        }
+    });
+    Ok(ChatResponse {
+        id: m.id.map_or_else(|| meta.id.clone(), Cow::into_owned),
+        model: m.model.map(Cow::into_owned).unwrap_or_default(),
+        created: meta.created,
+        choices: vec![Choice {
+            index: 0,
+            text,
+            tool_calls,
+            finish: m.stop_reason.as_deref().map(finish_from),
+            stop_sequence: m.stop_sequence.map(Cow::into_owned),
+        }],
+        usage,
+    })
+}
+
+/// Field by field over a parsed value: tolerates any shape the typed pass
+/// refuses (a block that is not an object, a field of another type).
+fn decode_loose(body: &[u8], meta: &ResponseMeta) -> Result<ChatResponse, CodecError> {
     let o = upstream_object(body, NAME, "response")?;
     let content = o
         .get("content")
@@ -124,4 +219,43 @@ pub fn encode(r: &ChatResponse) -> Vec<u8> {
     })
     .to_string()
     .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn meta() -> ResponseMeta {
+        ResponseMeta {
+            id: "fallback-id".into(),
+            created: 7,
+        }
+    }
+
+    #[test]
+    fn typed_and_loose_passes_agree() {
+        let bodies: [&[u8]; 4] = [
+            br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[{"type":"text","text":"Hi \"there\""},{"type":"thinking","thinking":"x","signature":"s"},{"type":"tool_use","id":"t1","name":"f","input":{ "a" : [1, 2] }}],"stop_reason":"tool_use","stop_sequence":null,"usage":{"input_tokens":3,"output_tokens":4,"cache_read_input_tokens":5,"cache_creation_input_tokens":null}}"#,
+            br#"{"content":[{"type":"text","text":"a"},{"type":"text","text":"b"}],"stop_reason":"stop_sequence","stop_sequence":"END"}"#,
+            br#"{"id":"m","model":null,"content":[],"usage":{}}"#,
+            br#"{"id":"m","content":[{"type":"tool_use","id":"t","name":"n"}],"stop_reason":"weird"}"#,
+        ];
+        for body in bodies {
+            let typed = decode(body, &meta()).unwrap();
+            let loose = decode_loose(body, &meta()).unwrap();
+            assert_eq!(typed, loose, "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn shapes_the_typed_pass_refuses_still_decode() {
+        // A block that is not an object, a usage count that is not a number.
+        let body = br#"{"id":"m","content":["stray",{"type":"text","text":"ok"}],"usage":{"input_tokens":"many","output_tokens":2}}"#;
+        let r = decode(body, &meta()).unwrap();
+        assert_eq!(r.choices[0].text.as_deref(), Some("ok"));
+        assert_eq!(r.usage.unwrap().completion_tokens, 2);
+        assert!(decode(br#"{"id":"m"}"#, &meta()).is_err());
+        assert!(decode(b"[1]", &meta()).is_err());
+    }
 }

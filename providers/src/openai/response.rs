@@ -1,6 +1,6 @@
 //! OpenAI chat completion responses ⇄ canonical.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::canonical::*;
 use crate::codec::ResponseMeta;
@@ -158,49 +158,107 @@ pub fn decode(body: &[u8], meta: &ResponseMeta) -> Result<ChatResponse, CodecErr
     })
 }
 
+// The answer written straight from typed fields, in OpenAI's field order.
+#[derive(serde::Serialize)]
+struct Completion<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: Vec<CompletionChoice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<UsageOut>,
+}
+
+#[derive(serde::Serialize)]
+struct CompletionChoice<'a> {
+    index: u32,
+    message: Message<'a>,
+    logprobs: (),
+    finish_reason: Option<&'static str>,
+}
+
+#[derive(serde::Serialize)]
+struct Message<'a> {
+    role: &'static str,
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    tool_calls: Vec<ToolCallOut<'a>>,
+    refusal: (),
+}
+
+#[derive(serde::Serialize)]
+struct ToolCallOut<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionOut<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct FunctionOut<'a> {
+    name: &'a str,
+    arguments: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct UsageOut {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    prompt_tokens_details: CachedOut,
+}
+
+#[derive(serde::Serialize)]
+struct CachedOut {
+    cached_tokens: u64,
+}
+
 pub fn encode(r: &ChatResponse) -> Vec<u8> {
-    let choices: Vec<Value> = r
+    let choices = r
         .choices
         .iter()
-        .map(|c| {
-            let mut m = Map::new();
-            m.insert("role".into(), json!("assistant"));
-            m.insert(
-                "content".into(),
-                match &c.text {
-                    Some(t) => json!(t),
-                    None if c.tool_calls.is_empty() => json!(""),
-                    None => Value::Null,
+        .map(|c| CompletionChoice {
+            index: c.index,
+            message: Message {
+                role: "assistant",
+                content: match &c.text {
+                    Some(t) => Some(t),
+                    None if c.tool_calls.is_empty() => Some(""),
+                    None => None,
                 },
-            );
-            if !c.tool_calls.is_empty() {
-                m.insert(
-                    "tool_calls".into(),
-                    Value::Array(
-                        c.tool_calls
-                            .iter()
-                            .map(|t| json!({"id": t.id, "type": "function", "function": {"name": t.name, "arguments": t.arguments}}))
-                            .collect(),
-                    ),
-                );
-            }
-            m.insert("refusal".into(), Value::Null);
-            json!({
-                "index": c.index,
-                "message": m,
-                "logprobs": null,
-                "finish_reason": c.finish.as_ref().map(finish_str),
-            })
+                tool_calls: c
+                    .tool_calls
+                    .iter()
+                    .map(|t| ToolCallOut {
+                        id: &t.id,
+                        kind: "function",
+                        function: FunctionOut {
+                            name: &t.name,
+                            arguments: &t.arguments,
+                        },
+                    })
+                    .collect(),
+                refusal: (),
+            },
+            logprobs: (),
+            finish_reason: c.finish.as_ref().map(finish_str),
         })
         .collect();
-    let mut o = Map::new();
-    o.insert("id".into(), json!(r.id));
-    o.insert("object".into(), json!("chat.completion"));
-    o.insert("created".into(), json!(r.created));
-    o.insert("model".into(), json!(r.model));
-    o.insert("choices".into(), Value::Array(choices));
-    if let Some(u) = &r.usage {
-        o.insert("usage".into(), usage_json(u));
-    }
-    serde_json::to_vec(&Value::Object(o)).unwrap_or_default()
+    let out = Completion {
+        id: &r.id,
+        object: "chat.completion",
+        created: r.created,
+        model: &r.model,
+        choices,
+        usage: r.usage.map(|u| UsageOut {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            total_tokens: u.prompt_tokens + u.completion_tokens,
+            prompt_tokens_details: CachedOut {
+                cached_tokens: u.cache_read_tokens,
+            },
+        }),
+    };
+    serde_json::to_vec(&out).unwrap_or_default()
 }
