@@ -19,21 +19,18 @@ use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use pingora_timeout::fast_timeout::fast_timeout;
 
-/// How long a connection may sit with no request, as Pingora's keep-alive.
+/// How long a connection may sit with no request: the keep-alive Sluice
+/// sets on every answer (`pipeline::handle`).
 pub const IDLE: Duration = Duration::from_secs(60);
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 pub struct Connections<A> {
     app: Arc<A>,
-    h2c: bool,
 }
 
 impl<A> Connections<A> {
-    pub fn new(app: A, h2c: bool) -> Self {
-        Connections {
-            app: Arc::new(app),
-            h2c,
-        }
+    pub fn new(app: A) -> Self {
+        Connections { app: Arc::new(app) }
     }
 }
 
@@ -44,7 +41,7 @@ enum Arrival {
     Gone,
 }
 
-impl<A> Connections<A> {
+impl<A: HttpServerApp> Connections<A> {
     /// Waits until the client sends something, without holding any request
     /// state. The peeked bytes stay in the stream for the parser.
     async fn arrival(
@@ -55,12 +52,15 @@ impl<A> Connections<A> {
     ) -> Arrival {
         let mut peek = [0u8; H2_PREFACE.len()];
         // The preface can only open a connection; later waits need one byte.
-        let want = if first && self.h2c {
+        let h2c = self.app.server_options().is_some_and(|o| o.h2c);
+        let want = if first && h2c {
             &mut peek[..]
         } else {
             &mut peek[..1]
         };
         let peeked = tokio::select! {
+            // A request already here is served, as Pingora's loop would.
+            biased;
             r = fast_timeout(IDLE, stream.try_peek(want)) => r,
             // Pingora's cleanup ends its kept-alive reads the same way.
             _ = shutdown.changed() => return Arrival::Gone,
@@ -86,7 +86,15 @@ where
         let mut settings: Option<HttpPersistentSettings> = None;
         let mut first = true;
         loop {
-            match self.arrival(&mut stream, &mut watch, first).await {
+            // Bytes of the next request read with the last one (pipelined)
+            // are in `settings`, not the stream: no wait for them.
+            let carried = settings.as_ref().is_some_and(carries_request);
+            let arrived = if carried {
+                Arrival::Http1
+            } else {
+                self.arrival(&mut stream, &mut watch, first).await
+            };
+            match arrived {
                 Arrival::Http1 => {}
                 Arrival::Pingora if first => {
                     let mut next = self.app.process_new(stream, &shutdown).await;
@@ -152,5 +160,75 @@ where
 
     async fn cleanup(&self) {
         self.app.http_cleanup().await;
+    }
+}
+
+/// Whether Pingora carries bytes of the next request over to it. Pingora 0.9
+/// has no accessor for them, so this reads the settings' `Debug` form, into
+/// a fixed window rather than a string; a test pins the form.
+fn carries_request(settings: &HttpPersistentSettings) -> bool {
+    use std::fmt::Write;
+    const FIELD: &[u8] = b"pipelined_prefix: ";
+    /// The last bytes written, enough for the field and its value's start.
+    struct Find {
+        window: [u8; 64],
+        len: usize,
+        found: Option<bool>,
+    }
+    impl Write for Find {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            for &b in s.as_bytes() {
+                if self.len == self.window.len() {
+                    self.window.copy_within(32.., 0);
+                    self.len -= 32;
+                }
+                self.window[self.len] = b;
+                self.len += 1;
+                // "Some" and "None" both end in 'e'.
+                if b == b'e' && self.len >= FIELD.len() + 4 {
+                    let (head, value) = self.window[..self.len].split_at(self.len - 4);
+                    if head.ends_with(FIELD) {
+                        self.found = Some(value == b"Some");
+                        return Err(std::fmt::Error);
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut f = Find {
+        window: [0; 64],
+        len: 0,
+        found: None,
+    };
+    let _ = write!(f, "{settings:?}");
+    f.found.unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use bytes::BytesMut;
+
+    #[tokio::test]
+    async fn a_carried_over_request_is_seen() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let stream: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(client));
+        let mut session = ServerSession::new_http1(stream);
+        session.set_keepalive(Some(60));
+        let plain = HttpPersistentSettings::for_session(&session);
+        assert!(!carries_request(&plain));
+        let mut carrying = HttpPersistentSettings::for_session(&session);
+        carrying.set_pipelined_prefix(BytesMut::from(
+            &b"POST /v1/chat/completions HTTP/1.1\r\n"[..],
+        ));
+        assert!(carries_request(&carrying));
+        let mut with_context = HttpPersistentSettings::for_session(&session);
+        with_context.set_user_context(Box::new(7u8));
+        assert!(!carries_request(&with_context));
     }
 }

@@ -99,10 +99,7 @@ pub fn run(source: Source, overrides: Overrides) -> Result<(), String> {
     options.h2c = s.h2c;
     let mut app = pingora::proxy::http_proxy(&conf, gateway);
     app.server_options = Some(options);
-    let mut proxy = Service::new(
-        "sluice".to_string(),
-        crate::conn::Connections::new(app, s.h2c),
-    );
+    let mut proxy = Service::new("sluice".to_string(), crate::conn::Connections::new(app));
     // Every connection keeps its read buffer (Pingora's default: 64 KiB).
     // Larger reads bypass it into the parser's own buffers, so 2 KiB costs
     // no throughput and keeps 10,000 idle connections under 100 MB.

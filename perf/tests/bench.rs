@@ -66,6 +66,7 @@ async fn closed_loop_counts_every_request_and_times_streams_by_token() {
     .await;
     assert_eq!(r.requests, 200);
     assert_eq!(r.shape.mode, "closed");
+    assert!(r.send_lag.is_none(), "closed loop has no schedule to lag");
     let fails = r.errors.get("status_5xx").copied().unwrap_or(0);
     assert!(fails > 0 && r.ok + fails == 200, "{:?}", r.errors);
     // Streams: 8 tokens each, 2 ms apart.
@@ -112,6 +113,7 @@ async fn open_loop_keeps_its_rate_and_counts_from_the_intended_send() {
         );
         assert_eq!(r.shape.arrivals, Some(arrivals));
         assert!(r.errors.is_empty(), "{:?}", r.errors);
+        assert!(r.send_lag.is_some());
     }
     // A server that stalls: latency counts from when each request was due,
     // so it is at least the stall, not the time on the wire.
@@ -140,6 +142,8 @@ async fn open_loop_keeps_its_rate_and_counts_from_the_intended_send() {
     // One connection at 50 ms a request falls behind a 10 ms schedule.
     let lat = r.latency.as_ref().unwrap();
     assert!(lat.max_us > 200_000, "{}", lat.max_us);
+    // Requests left late, waiting for the one busy connection.
+    assert!(r.send_lag.as_ref().unwrap().max_us > 100_000);
     let _ = std::fs::remove_file(body);
 }
 

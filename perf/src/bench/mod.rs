@@ -221,6 +221,9 @@ async fn worker(
         if intended >= plan.end || !plan.take_ticket() {
             break;
         }
+        if plan.open.is_some() && intended >= plan.measure_from {
+            let _ = stats.send_lag.record(stats::micros(intended.elapsed()));
+        }
         let request = shared.mix.pick(&mut rng);
         let mut tokens = Tokens::default();
         let sent = async {

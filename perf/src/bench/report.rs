@@ -61,6 +61,10 @@ pub struct Report {
     pub latency: Option<Latency>,
     /// Time to first body byte.
     pub ttfb: Option<Latency>,
+    /// Open loop: how late requests left after their intended time (the
+    /// generator's timer and scheduling, waits for a busy connection);
+    /// part of `latency`.
+    pub send_lag: Option<Latency>,
     /// Streams: time to the first token event.
     pub ttft: Option<Latency>,
     /// Streams: gaps between token events.
@@ -128,6 +132,7 @@ impl Report {
             rps: requests as f64 / secs,
             latency: Latency::of(&s.latency),
             ttfb: Latency::of(&s.ttfb),
+            send_lag: Latency::of(&s.send_lag),
             ttft: Latency::of(&s.ttft),
             itl: Latency::of(&s.itl),
             stream_tokens_per_s: (!h.is_empty()).then(|| Rate {
@@ -163,6 +168,12 @@ impl Report {
             self.errors,
             pct(&self.latency)
         );
+        if let Some(lag) = &self.send_lag {
+            out.push_str(&format!(
+                "\ngenerator send lag (in the latency above): p50 {}us p99 {}us",
+                lag.p50_us, lag.p99_us
+            ));
+        }
         if self.ttft.is_some() {
             out.push_str(&format!(
                 "\nstreams: TTFT {}; ITL {}; {:.0} output tokens/s",

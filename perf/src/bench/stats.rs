@@ -13,6 +13,9 @@ use super::stream::Tokens;
 pub struct Stats {
     pub latency: Histogram<u64>,
     pub ttfb: Histogram<u64>,
+    /// Open loop: how late each request left after its intended time: the
+    /// generator's timer and scheduling, and waits for a busy connection.
+    pub send_lag: Histogram<u64>,
     pub ttft: Histogram<u64>,
     pub itl: Histogram<u64>,
     /// Per request: output tokens per second after the first token.
@@ -60,6 +63,7 @@ impl Stats {
         Stats {
             latency: protos.fine.clone(),
             ttfb: protos.fine.clone(),
+            send_lag: protos.fine.clone(),
             ttft: protos.fine.clone(),
             itl: protos.fine.clone(),
             tokens_per_s: protos.fine.clone(),
@@ -119,6 +123,7 @@ impl Stats {
     pub fn merge(&mut self, o: Stats) {
         let _ = self.latency.add(&o.latency);
         let _ = self.ttfb.add(&o.ttfb);
+        let _ = self.send_lag.add(&o.send_lag);
         let _ = self.ttft.add(&o.ttft);
         let _ = self.itl.add(&o.itl);
         let _ = self.tokens_per_s.add(&o.tokens_per_s);

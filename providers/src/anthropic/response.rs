@@ -59,30 +59,50 @@ pub fn usage_json(u: &Usage) -> Value {
 #[derive(serde::Deserialize)]
 struct Message<'a> {
     #[serde(borrow)]
-    id: Option<Cow<'a, str>>,
+    id: Option<Text<'a>>,
     #[serde(borrow)]
-    model: Option<Cow<'a, str>>,
+    model: Option<Text<'a>>,
     #[serde(borrow)]
     content: Vec<Block<'a>>,
     #[serde(borrow)]
-    stop_reason: Option<Cow<'a, str>>,
+    stop_reason: Option<Text<'a>>,
     #[serde(borrow)]
-    stop_sequence: Option<Cow<'a, str>>,
+    stop_sequence: Option<Text<'a>>,
     usage: Option<MessageUsage>,
+}
+
+/// A string borrowed from the body unless it has escapes (serde borrows a
+/// bare `Cow` only, not one inside an `Option`).
+#[derive(serde::Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl Text<'_> {
+    fn owned(self) -> String {
+        self.0.into_owned()
+    }
+}
+
+fn text<'t>(t: &'t Option<Text<'_>>) -> &'t str {
+    t.as_ref().map_or("", |t| &t.0)
 }
 
 #[derive(serde::Deserialize)]
 struct Block<'a> {
     #[serde(rename = "type", borrow)]
-    kind: Option<Cow<'a, str>>,
+    kind: Option<Text<'a>>,
     #[serde(borrow)]
-    text: Option<Cow<'a, str>>,
+    text: Option<Text<'a>>,
     #[serde(borrow)]
-    id: Option<Cow<'a, str>>,
+    id: Option<Text<'a>>,
     #[serde(borrow)]
-    name: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    name: Option<Text<'a>>,
+    /// Raw, `null` included (the loose pass writes that as "null").
+    #[serde(default, borrow, deserialize_with = "raw")]
     input: Option<&'a RawValue>,
+}
+
+fn raw<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue as serde::Deserialize>::deserialize(d).map(Some)
 }
 
 #[derive(serde::Deserialize)]
@@ -97,17 +117,15 @@ pub fn decode(body: &[u8], meta: &ResponseMeta) -> Result<ChatResponse, CodecErr
     let Ok(m) = serde_json::from_slice::<Message<'_>>(body) else {
         return decode_loose(body, meta);
     };
-    let mut text: Option<String> = None;
+    let mut out: Option<String> = None;
     let mut tool_calls = Vec::new();
     for b in &m.content {
-        match b.kind.as_deref() {
-            Some("text") => text
-                .get_or_insert_with(String::new)
-                .push_str(b.text.as_deref().unwrap_or("")),
-            Some("tool_use") => tool_calls.push(ToolCall {
-                id: b.id.as_deref().unwrap_or("").to_string(),
-                name: b.name.as_deref().unwrap_or("").to_string(),
-                // Compact, as the loose path writes it.
+        match text(&b.kind) {
+            "text" => out.get_or_insert_with(String::new).push_str(text(&b.text)),
+            "tool_use" => tool_calls.push(ToolCall {
+                id: text(&b.id).to_string(),
+                name: text(&b.name).to_string(),
+                // Compact, as the loose pass writes it.
                 arguments: b.input.map_or_else(
                     || "{}".into(),
                     |raw| {
@@ -130,15 +148,15 @@ pub fn decode(body: &[u8], meta: &ResponseMeta) -> Result<ChatResponse, CodecErr
         }
     });
     Ok(ChatResponse {
-        id: m.id.map_or_else(|| meta.id.clone(), Cow::into_owned),
-        model: m.model.map(Cow::into_owned).unwrap_or_default(),
+        id: m.id.map_or_else(|| meta.id.clone(), Text::owned),
+        model: m.model.map(Text::owned).unwrap_or_default(),
         created: meta.created,
         choices: vec![Choice {
             index: 0,
-            text,
+            text: out,
             tool_calls,
-            finish: m.stop_reason.as_deref().map(finish_from),
-            stop_sequence: m.stop_sequence.map(Cow::into_owned),
+            finish: m.stop_reason.as_ref().map(|r| finish_from(&r.0)),
+            stop_sequence: m.stop_sequence.map(Text::owned),
         }],
         usage,
     })
@@ -235,11 +253,12 @@ mod tests {
 
     #[test]
     fn typed_and_loose_passes_agree() {
-        let bodies: [&[u8]; 4] = [
+        let bodies: [&[u8]; 5] = [
             br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[{"type":"text","text":"Hi \"there\""},{"type":"thinking","thinking":"x","signature":"s"},{"type":"tool_use","id":"t1","name":"f","input":{ "a" : [1, 2] }}],"stop_reason":"tool_use","stop_sequence":null,"usage":{"input_tokens":3,"output_tokens":4,"cache_read_input_tokens":5,"cache_creation_input_tokens":null}}"#,
             br#"{"content":[{"type":"text","text":"a"},{"type":"text","text":"b"}],"stop_reason":"stop_sequence","stop_sequence":"END"}"#,
             br#"{"id":"m","model":null,"content":[],"usage":{}}"#,
             br#"{"id":"m","content":[{"type":"tool_use","id":"t","name":"n"}],"stop_reason":"weird"}"#,
+            br#"{"id":"m\u00e9","content":[{"type":"tool_use","id":"t","name":"n","input":null},{"type":"te\u0078t","text":"caf\u00e9"}]}"#,
         ];
         for body in bodies {
             let typed = decode(body, &meta()).unwrap();
