@@ -11,6 +11,17 @@ use common::*;
 use sluice_perf::client::{build_request, ClientError, Conn};
 use sluice_perf::mock::MockOptions;
 
+/// A chat request for the demo model.
+fn chat(content: &str, stream: bool, headers: &[(&str, &str)]) -> Vec<u8> {
+    build_request(
+        "POST",
+        "/v1/chat/completions",
+        "x",
+        headers,
+        &chat_body("demo", content, stream),
+    )
+}
+
 /// The next answer, failing (not hanging) when it does not come.
 async fn answer(c: &mut Conn) -> sluice_perf::client::Response {
     tokio::time::timeout(Duration::from_secs(10), c.receive())
@@ -23,13 +34,7 @@ async fn answer(c: &mut Conn) -> sluice_perf::client::Response {
 async fn requests_arriving_late_and_in_pieces_are_served_on_one_connection() {
     let mock = mock(MockOptions::default()).await;
     let gw = Gateway::start(&demo_config(&mock, ""), &[]).await;
-    let req = build_request(
-        "POST",
-        "/v1/chat/completions",
-        "x",
-        &[],
-        &chat_body("demo", "pieces", false),
-    );
+    let req = chat("pieces", false, &[]);
     let mut c = Conn::connect(gw.addr).await.unwrap();
     let first = c.send(&req).await.unwrap();
     assert_eq!(first.status, 200);
@@ -56,15 +61,7 @@ async fn requests_arriving_late_and_in_pieces_are_served_on_one_connection() {
 async fn pipelined_requests_are_all_answered_in_order() {
     let mock = mock(MockOptions::default()).await;
     let gw = Gateway::start(&demo_config(&mock, ""), &[]).await;
-    let req = |content: &str| {
-        build_request(
-            "POST",
-            "/v1/chat/completions",
-            "x",
-            &[],
-            &chat_body("demo", content, false),
-        )
-    };
+    let req = |content: &str| chat(content, false, &[]);
     let mut c = Conn::connect(gw.addr).await.unwrap();
     // Three requests in one write: the second and third are read with the
     // first, and must not wait for bytes that already came.
@@ -87,13 +84,7 @@ async fn pipelined_requests_are_all_answered_in_order() {
 async fn shutdown_closes_idle_kept_connections_at_once() {
     let mock = mock(MockOptions::default()).await;
     let gw = Gateway::start(&demo_config(&mock, ""), &[]).await;
-    let req = build_request(
-        "POST",
-        "/v1/chat/completions",
-        "x",
-        &[],
-        &chat_body("demo", "idle", false),
-    );
+    let req = chat("idle", false, &[]);
     let mut idle = Vec::new();
     for _ in 0..3 {
         let mut c = Conn::connect(gw.addr).await.unwrap();
@@ -104,12 +95,10 @@ async fn shutdown_closes_idle_kept_connections_at_once() {
     let addr = gw.addr;
     let busy = tokio::spawn(async move {
         let mut c = Conn::connect(addr).await.unwrap();
-        let req = build_request(
-            "POST",
-            "/v1/chat/completions",
-            "x",
+        let req = chat(
+            "busy",
+            true,
             &[("x-mock-itl-ms", "100"), ("x-mock-tokens", "20")],
-            &chat_body("demo", "busy", true),
         );
         c.send(&req).await.unwrap()
     });
