@@ -57,6 +57,8 @@ pub struct Target {
     pub upstream_model_json: Bytes,
     /// `provider/upstream_model`, as shown in `x-sluice-target` and metrics.
     pub label: String,
+    /// `label` as the `x-sluice-target` header (`None` if it cannot be one).
+    pub label_header: Option<http::HeaderValue>,
     pub weight: u32,
     pub max_in_flight: Option<u32>,
     /// The provider's timeouts with this model's overrides.

@@ -126,6 +126,10 @@ pub struct ProviderSpec {
     pub name: String,
     pub kind: ProviderKind,
     pub base: BaseUrl,
+    /// `base.authority` as the `Host` header, built once.
+    pub host_header: HeaderValue,
+    /// `name` as the `x-sluice-provider` header (`None` if it cannot be one).
+    pub name_header: Option<HeaderValue>,
     /// The wire format the upstream speaks.
     pub format: Format,
     /// Credential headers, sent the provider's way; empty for keyless upstreams.

@@ -289,14 +289,28 @@ fn compile_provider(
         .health_check
         .as_ref()
         .and_then(|h| health_check(name, h, base.as_ref(), p));
+    let host_header = base
+        .as_ref()
+        .and_then(|b| match HeaderValue::from_str(&b.authority) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                p.add(
+                    format!("{path}.base_url"),
+                    "the host cannot be a Host header",
+                );
+                None
+            }
+        });
     if p.list.len() > before {
         return None;
     }
     Some(Provider::new(ProviderSpec {
         name: name.to_string(),
+        name_header: HeaderValue::from_str(name).ok(),
         kind: s.kind,
         format: format_of(s.kind),
         base: base?,
+        host_header: host_header?,
         auth,
         api_version: s.api_version.clone(),
         default_max_tokens: s.default_max_tokens.unwrap_or(4096),

@@ -93,6 +93,7 @@ pub(super) fn compile_models(
                 health: Arc::new(Health::new(breaker)),
                 metrics: metrics.route(name, &provider.name),
                 counters: metrics.routing.target(name, &label),
+                label_header: http::HeaderValue::from_str(&label).ok(),
                 label,
                 upstream_model,
             });
@@ -222,6 +223,7 @@ pub(super) fn compile_passthrough(
                 upstream_model: String::new(),
                 upstream_model_json: Bytes::new(),
                 label: provider.name.clone(),
+                label_header: provider.name_header.clone(),
                 weight: t.weight.max(1),
                 max_in_flight: None,
                 timeouts: provider.timeouts,

@@ -15,11 +15,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::config::schema::{Fsync, UsageLogSection};
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 pub struct UsageRecord {
     /// Request start, milliseconds since the Unix epoch.
     pub ts_ms: u64,
@@ -42,7 +42,7 @@ pub struct UsageRecord {
     pub upstream_ms: Option<f64>,
     /// Written on restart from the write-ahead file: the request's end was
     /// not recorded, so its reservation is what it is charged.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub replayed: bool,
 }
 

@@ -109,7 +109,7 @@ pub fn target_headers(resp: &mut impl Headers, ctx: &RequestCtx) {
         .model
         .as_ref()
         .and_then(|m| ctx.target.and_then(|i| m.targets.get(i)))
-        .and_then(|t| http::HeaderValue::from_str(&t.label).ok());
+        .and_then(|t| t.label_header.clone());
     if let Some(l) = label {
         resp.put(X_SLUICE_TARGET, l);
     }

@@ -41,9 +41,7 @@ pub fn request_header(
     parts.uri = http::Uri::try_from(path).map_err(|e| broken(format!("bad path {path:?}: {e}")))?;
     let headers = &mut parts.headers;
     headers.reserve(8 + provider.auth.len() + provider.headers.len());
-    let host = HeaderValue::from_str(&provider.base.authority)
-        .map_err(|e| broken(format!("bad host: {e}")))?;
-    headers.insert(h::HOST, host);
+    headers.insert(h::HOST, provider.host_header.clone());
     headers.insert(
         h::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -106,7 +106,7 @@ pub async fn handle(
     session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> pingora::Result<bool> {
-    session.set_keepalive(Some(60));
+    session.set_keepalive(Some(crate::conn::IDLE.as_secs()));
     let admitted = match admit::caller(session, ctx).await {
         Ok(()) => passthrough::claim(session, ctx).await,
         Err(e) => Err(e),

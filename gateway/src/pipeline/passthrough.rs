@@ -163,7 +163,7 @@ pub fn upstream_request(ctx: &mut RequestCtx, req: &mut RequestHeader) -> pingor
     for name in drop {
         req.remove_header(&name);
     }
-    req.insert_header(http::header::HOST, provider.base.authority.as_str())?;
+    req.insert_header(http::header::HOST, provider.host_header.clone())?;
     for (name, value) in &provider.auth {
         req.insert_header(name.clone(), value.clone())?;
     }
@@ -260,10 +260,8 @@ pub fn response(ctx: &mut RequestCtx, resp: &mut ResponseHeader) {
         // A 429 is a failed attempt but a healthy upstream asking for a pause.
         let healthy = ok || status == 429;
         t.record(ok, healthy, ttfb.filter(|_| ok));
-        let _ = resp.insert_header("x-sluice-target", t.label.as_str());
     }
-    let _ = resp.insert_header("x-sluice-attempts", ctx.attempts);
-    super::admit::headers(resp, ctx);
+    super::answer::target_headers(resp, ctx);
 }
 
 /// A connect failure: counted against the provider, and retried on another

@@ -9,7 +9,7 @@ use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
 
 use super::dispatch::upstream_error;
-use super::head::{Head, OWN, X_SLUICE_PROVIDER};
+use super::head::{Head, Headers, OWN, X_SLUICE_PROVIDER};
 use super::RequestCtx;
 use crate::errors::GatewayError;
 use crate::upstream::Provider;
@@ -41,7 +41,9 @@ pub fn response_header(head: &ResponseHeader, provider: &Provider) -> Head {
             resp.append(name.clone(), value.clone());
         }
     }
-    resp.put_str(X_SLUICE_PROVIDER, &provider.name);
+    if let Some(v) = &provider.name_header {
+        resp.put(X_SLUICE_PROVIDER, v.clone());
+    }
     resp
 }
 

@@ -62,7 +62,9 @@ pub fn plain_head(
 ) -> Head {
     let mut h = Head::new(status, OWN + 4);
     h.put(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.put_str(X_SLUICE_PROVIDER, &provider.name);
+    if let Some(v) = &provider.name_header {
+        h.put(X_SLUICE_PROVIDER, v.clone());
+    }
     // Rate-limit hints stay meaningful across formats.
     const HINTS: [HeaderName; 3] = [
         http::header::RETRY_AFTER,

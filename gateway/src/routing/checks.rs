@@ -90,7 +90,7 @@ impl HealthChecks {
             .map_err(|e| e.to_string())?;
         let mut req =
             RequestHeader::build("GET", hc.path.as_bytes(), Some(4)).map_err(|e| e.to_string())?;
-        let _ = req.insert_header(http::header::HOST, provider.base.authority.as_str());
+        let _ = req.insert_header(http::header::HOST, provider.host_header.clone());
         let _ = req.insert_header(http::header::USER_AGENT, "sluice-health-check");
         for (name, value) in &provider.auth {
             let _ = req.insert_header(name.clone(), value.clone());

@@ -158,20 +158,17 @@ pub fn render(r: &Report) -> String {
             .map(|s| (s.t as f64, f(s)))
             .collect()
     };
+    let line = |name, color, f| Series {
+        name,
+        color,
+        points: over(f),
+    };
     out.push_str(&chart(
         "Latency over time",
         "µs",
         &[
-            Series {
-                name: "p50",
-                color: "#1f77b4",
-                points: over(|s| s.p50_us as f64),
-            },
-            Series {
-                name: "p99",
-                color: "#d62728",
-                points: over(|s| s.p99_us as f64),
-            },
+            line("p50", "#1f77b4", |s| s.p50_us as f64),
+            line("p99", "#d62728", |s| s.p99_us as f64),
         ],
         &secs,
     ));
@@ -179,16 +176,8 @@ pub fn render(r: &Report) -> String {
         "Requests per second (by when each was due)",
         "/s",
         &[
-            Series {
-                name: "requests",
-                color: "#2ca02c",
-                points: over(|s| s.requests as f64),
-            },
-            Series {
-                name: "errors",
-                color: "#d62728",
-                points: over(|s| s.errors as f64),
-            },
+            line("requests", "#2ca02c", |s| s.requests as f64),
+            line("errors", "#d62728", |s| s.errors as f64),
         ],
         &secs,
     ));

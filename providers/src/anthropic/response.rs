@@ -34,12 +34,18 @@ pub fn stop_reason(f: Option<&FinishReason>, stop_sequence: Option<&str>) -> &'s
 
 /// Anthropic's `input_tokens` leaves out cached tokens; canonical counts all.
 pub fn usage_from(u: &Obj, input: Option<u64>) -> Usage {
-    let read = u64_at(u, "cache_read_input_tokens");
-    let created = u64_at(u, "cache_creation_input_tokens");
-    let input = input.unwrap_or_else(|| u64_at(u, "input_tokens"));
+    usage_of(
+        input.unwrap_or_else(|| u64_at(u, "input_tokens")),
+        u64_at(u, "output_tokens"),
+        u64_at(u, "cache_read_input_tokens"),
+        u64_at(u, "cache_creation_input_tokens"),
+    )
+}
+
+fn usage_of(input: u64, output: u64, read: u64, created: u64) -> Usage {
     Usage {
         prompt_tokens: input + read + created,
-        completion_tokens: u64_at(u, "output_tokens"),
+        completion_tokens: output,
         cache_read_tokens: read,
         cache_creation_tokens: created,
     }
@@ -138,14 +144,12 @@ pub fn decode(body: &[u8], meta: &ResponseMeta) -> Result<ChatResponse, CodecErr
         }
     }
     let usage = m.usage.map(|u| {
-        let read = u.cache_read_input_tokens.unwrap_or(0);
-        let created = u.cache_creation_input_tokens.unwrap_or(0);
-        Usage {
-            prompt_tokens: u.input_tokens.unwrap_or(0) + read + created,
-            completion_tokens: u.output_tokens.unwrap_or(0),
-            cache_read_tokens: read,
-            cache_creation_tokens: created,
-        }
+        usage_of(
+            u.input_tokens.unwrap_or(0),
+            u.output_tokens.unwrap_or(0),
+            u.cache_read_input_tokens.unwrap_or(0),
+            u.cache_creation_input_tokens.unwrap_or(0),
+        )
     });
     Ok(ChatResponse {
         id: m.id.map_or_else(|| meta.id.clone(), Text::owned),

@@ -1,6 +1,6 @@
 //! OpenAI chat completion responses ⇄ canonical.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::canonical::*;
 use crate::codec::ResponseMeta;
@@ -93,12 +93,7 @@ pub fn usage_only(body: &[u8]) -> Option<Usage> {
 }
 
 pub fn usage_json(u: &Usage) -> Value {
-    json!({
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "total_tokens": u.prompt_tokens + u.completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": u.cache_read_tokens},
-    })
+    serde_json::to_value(UsageOut::from(u)).unwrap_or_default()
 }
 
 pub fn decode(body: &[u8], meta: &ResponseMeta) -> Result<ChatResponse, CodecError> {
@@ -214,6 +209,19 @@ struct CachedOut {
     cached_tokens: u64,
 }
 
+impl From<&Usage> for UsageOut {
+    fn from(u: &Usage) -> UsageOut {
+        UsageOut {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            total_tokens: u.prompt_tokens + u.completion_tokens,
+            prompt_tokens_details: CachedOut {
+                cached_tokens: u.cache_read_tokens,
+            },
+        }
+    }
+}
+
 pub fn encode(r: &ChatResponse) -> Vec<u8> {
     let choices = r
         .choices
@@ -251,14 +259,7 @@ pub fn encode(r: &ChatResponse) -> Vec<u8> {
         created: r.created,
         model: &r.model,
         choices,
-        usage: r.usage.map(|u| UsageOut {
-            prompt_tokens: u.prompt_tokens,
-            completion_tokens: u.completion_tokens,
-            total_tokens: u.prompt_tokens + u.completion_tokens,
-            prompt_tokens_details: CachedOut {
-                cached_tokens: u.cache_read_tokens,
-            },
-        }),
+        usage: r.usage.as_ref().map(UsageOut::from),
     };
     serde_json::to_vec(&out).unwrap_or_default()
 }
