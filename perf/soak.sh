@@ -16,16 +16,15 @@ taskset -c 0 $BIN/sluice --config "$CFG" 2>/dev/null & GPID=$!
 BPID=
 trap 'kill $MPID $GPID $BPID 2>/dev/null; rm -rf "$CFG" "$OUT"' EXIT
 sleep 1.5
-bench() {
-  taskset -c 1 $BIN/sluice-bench -q --url "http://127.0.0.1:$GW/v1/chat/completions" --body "$BODY" \
-    -H "authorization: Bearer $BENCH_KEY" "$@"
-}
+BENCH=(taskset -c 1 "$BIN/sluice-bench" -q --url "http://127.0.0.1:$GW/v1/chat/completions" --body "$BODY"
+  -H "authorization: Bearer $BENCH_KEY")
 rss() { awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' /proc/$GPID/status; }
-bench -c 32 -d 5s --warmup 2s --out "$OUT/saturation.json" >/dev/null 2>&1
+"${BENCH[@]}" -c 32 -d 5s --warmup 2s --out "$OUT/saturation.json" >/dev/null 2>&1
 HALF=$(python3 -c "import json,sys; print(round(json.load(open(sys.argv[1]))['rps'] / 2))" "$OUT/saturation.json")
 [ "$HALF" -gt 0 ] || { echo "Sluice answered nothing: no rate to soak at" >&2; exit 1; }
 echo "saturation $(python3 -c "import json,sys; print(round(json.load(open(sys.argv[1]))['rps']))" "$OUT/saturation.json") req/s; soaking at $HALF req/s for $DUR" >&2
-bench -c "$CONNS" --rate "$HALF" -d "$DUR" --warmup 10s --out "$OUT/soak.json" >/dev/null 2>&1 & BPID=$!
+# Backgrounded itself (not through a function) so the trap can stop it.
+"${BENCH[@]}" -c "$CONNS" --rate "$HALF" -d "$DUR" --warmup 10s --out "$OUT/soak.json" >/dev/null 2>&1 & BPID=$!
 sleep 10
 START=$(rss); echo "rss at start: $START MB" >&2
 while kill -0 $BPID 2>/dev/null; do
@@ -33,6 +32,7 @@ while kill -0 $BPID 2>/dev/null; do
   kill -0 $BPID 2>/dev/null && echo "  $(date -u +%T) rss $(rss) MB" >&2
 done
 wait "$BPID" || { echo "the soak's load run failed" >&2; exit 1; }
+BPID=
 END=$(rss)
 python3 - "$OUT/soak.json" "$START" "$END" <<'PY'
 import json, sys

@@ -34,7 +34,7 @@ pub struct Bucket {
     pub errors: u64,
 }
 
-/// Empty histograms to clone: microseconds from 1 µs to 10 minutes, three
+/// Empty histograms to clone: microseconds (clamped to 10 minutes), three
 /// significant digits (two for the timeline's buckets).
 #[derive(Clone)]
 pub struct Protos {
@@ -44,8 +44,9 @@ pub struct Protos {
 
 impl Protos {
     pub fn new() -> Result<Protos, String> {
-        let h =
-            |digits| Histogram::new_with_bounds(1, 600_000_000, digits).map_err(|e| e.to_string());
+        // Auto-resizing: each grows to the values it sees, so a worker's
+        // dozens of histograms and one per second of a long run stay small.
+        let h = |digits| Histogram::new(digits).map_err(|e| e.to_string());
         Ok(Protos {
             fine: h(3)?,
             coarse: h(2)?,
