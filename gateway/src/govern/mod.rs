@@ -19,6 +19,7 @@ pub mod shared;
 pub mod usage;
 mod usage_json;
 pub mod usage_query;
+mod wal;
 
 use std::collections::HashMap;
 use std::sync::Arc;

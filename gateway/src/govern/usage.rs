@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::wal::Segment;
 use crate::config::schema::{Fsync, UsageLogSection};
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -108,9 +109,8 @@ struct Files {
     log: File,
     log_len: u64,
     /// The write-ahead file being appended to, and its generation.
-    wal: File,
+    wal: Segment,
     wal_gen: u64,
-    wal_len: u64,
     /// Requests still running, by write-ahead generation. A generation's
     /// file is deleted once it is no longer written and none are open.
     open: BTreeMap<u64, u64>,
@@ -139,8 +139,10 @@ pub struct UsageLog {
     halted: AtomicBool,
 }
 
-/// A new write-ahead generation starts once the current one holds this much.
-const WAL_ROTATE: u64 = 4 << 20;
+/// A new write-ahead generation starts once the current one holds this
+/// much; its file is made a little larger, for the notes waiting then.
+const WAL_ROTATE: usize = 4 << 20;
+const WAL_SIZE: usize = WAL_ROTATE + (256 << 10);
 
 /// Final records are written in batches: every `FLUSH_EVERY`, or once this
 /// much is waiting. Until then their write-ahead notes stand in for them.
@@ -157,6 +159,12 @@ fn append(path: &Path) -> Result<File, String> {
         .append(true)
         .open(path)
         .map_err(|e| io("cannot open", path, e))
+}
+
+/// A new write-ahead file of generation `gen`, mapped.
+fn segment(path: &Path, gen: u64) -> Result<Segment, String> {
+    let wal = wal_path(path, gen);
+    Segment::create(&wal, WAL_SIZE).map_err(|e| io("cannot create", &wal, e))
 }
 
 /// `usage.jsonl` → `usage.jsonl.wal.<gen>`.
@@ -240,7 +248,7 @@ impl UsageLog {
             std::fs::remove_file(p).map_err(|e| io("cannot remove", p, e))?;
         }
         let wal_gen = wals.last().map_or(0, |(g, _)| g + 1);
-        let wal = append(&wal_path(&path, wal_gen))?;
+        let wal = segment(&path, wal_gen)?;
         let log_len = log.metadata().map(|m| m.len()).unwrap_or(0);
         let me = Arc::new(UsageLog {
             path,
@@ -251,7 +259,6 @@ impl UsageLog {
                 log_len,
                 wal,
                 wal_gen,
-                wal_len: 0,
                 open: BTreeMap::new(),
                 buf: Vec::with_capacity(1024),
                 notes: Vec::with_capacity(64 << 10),
@@ -304,7 +311,7 @@ impl UsageLog {
     fn sync(&self) {
         let handles = {
             let f = self.lock();
-            (f.log.try_clone(), f.wal.try_clone())
+            (f.log.try_clone(), f.wal.handle())
         };
         if let (Ok(log), Ok(wal)) = handles {
             let _ = log.sync_data();
@@ -323,7 +330,7 @@ impl UsageLog {
             // Retried here so a disk that recovered is noticed.
             self.write_notes(f)?;
         }
-        if f.wal_len + f.notes.len() as u64 > WAL_ROTATE {
+        if f.wal.len() + f.notes.len() > WAL_ROTATE {
             self.write_notes(f)?;
             self.next_wal(f)?;
         }
@@ -332,11 +339,13 @@ impl UsageLog {
             f.buf.clear();
             line(&mut f.buf, provisional);
             let wal = wal_path(&self.path, gen);
+            let from = f.wal.len();
             f.wal
-                .write_all(&f.buf)
+                .append(&f.buf)
                 .map_err(|e| io("cannot write", &wal, e))?;
-            f.wal.sync_data().map_err(|e| io("cannot sync", &wal, e))?;
-            f.wal_len += f.buf.len() as u64;
+            f.wal
+                .sync_from(from)
+                .map_err(|e| io("cannot sync", &wal, e))?;
         } else {
             line(&mut f.notes, provisional);
             self.waiting.store(true, Ordering::Release);
@@ -362,18 +371,14 @@ impl UsageLog {
         if f.notes.is_empty() {
             return Ok(());
         }
-        // A failed write is retried whole, after a newline that ends
-        // whatever part of it got out: a note twice is harmless (replay
-        // takes each request id once), a torn line is skipped.
-        if let Err(e) = f.wal.write_all(&f.notes) {
+        // A copy into the mapped file: no system call (see `wal`). It fails
+        // only when the file cannot grow; nothing is written then, and the
+        // notes are retried whole.
+        if let Err(e) = f.wal.append(&f.notes) {
             f.notes_failed = true;
-            if f.notes.first() != Some(&b'\n') {
-                f.notes.insert(0, b'\n');
-            }
             return Err(io("cannot write", &wal_path(&self.path, f.wal_gen), e));
         }
         f.notes_failed = false;
-        f.wal_len += f.notes.len() as u64;
         f.notes.clear();
         self.waiting.store(false, Ordering::Release);
         Ok(())
@@ -452,12 +457,11 @@ impl UsageLog {
     /// now if nothing in it is open, else when its last request ends.
     fn next_wal(&self, f: &mut Files) -> Result<(), String> {
         let next = f.wal_gen + 1;
-        f.wal = append(&wal_path(&self.path, next))?;
+        f.wal = segment(&self.path, next)?;
         if !f.open.contains_key(&f.wal_gen) {
             let _ = std::fs::remove_file(wal_path(&self.path, f.wal_gen));
         }
         f.wal_gen = next;
-        f.wal_len = 0;
         Ok(())
     }
 
@@ -509,19 +513,19 @@ fn read_all(path: &Path) -> Result<Vec<UsageRecord>, String> {
     Ok(out)
 }
 
-/// Parses a JSONL file; a torn last line (a crash mid-write) is skipped.
+/// Parses a JSONL file; a torn last line (a crash mid-write) is skipped,
+/// and so is a write-ahead file's zero padding.
 fn read_lines(path: &Path) -> Result<Vec<UsageRecord>, String> {
-    let f = match File::open(path) {
-        Ok(f) => f,
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io("cannot read", path, e)),
     };
     let mut out = Vec::new();
-    for l in BufReader::new(f).lines() {
-        let l = l.map_err(|e| io("cannot read", path, e))?;
-        match serde_json::from_str::<UsageRecord>(&l) {
+    for l in super::wal::written(&bytes).split(|b| *b == b'\n') {
+        match serde_json::from_slice::<UsageRecord>(l) {
             Ok(r) => out.push(r),
-            Err(_) if l.trim().is_empty() => {}
+            Err(_) if l.trim_ascii().is_empty() => {}
             Err(e) => tracing::warn!("usage log {}: skipped a bad line: {e}", path.display()),
         }
     }
