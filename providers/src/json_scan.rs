@@ -45,47 +45,78 @@ pub fn closes_object(after: &[u8]) -> bool {
 /// parses the value it points at and falls back to a full parse on failure.
 pub fn top_level_value(body: &[u8], key: &str) -> Option<usize> {
     let key = key.as_bytes();
-    let mut depth = 0u32;
-    let mut i = 0;
-    let n = body.len();
-    while i < n {
-        match body[i] {
-            b'"' => {
-                let start = i + 1;
-                i = start;
-                // To the closing quote, skipping escaped characters; string
-                // bodies are most of a response, so this part is SIMD.
-                loop {
-                    match memchr::memchr2(b'"', b'\\', &body[i.min(n)..]) {
-                        Some(k) if body[i + k] == b'\\' => i += k + 2,
-                        Some(k) => {
-                            i += k;
-                            break;
+    members(body).find(|(k, _)| *k == key).map(|(_, at)| at)
+}
+
+/// The members of the text's top-level object, in order: each key as
+/// written (escapes not undone) and where its value starts. Like
+/// `top_level_value`, it does not validate the JSON.
+pub fn members(body: &[u8]) -> Members<'_> {
+    Members {
+        body,
+        i: 0,
+        depth: 0,
+    }
+}
+
+pub struct Members<'a> {
+    body: &'a [u8],
+    i: usize,
+    depth: u32,
+}
+
+impl<'a> Iterator for Members<'a> {
+    type Item = (&'a [u8], usize);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let body = self.body;
+        let n = body.len();
+        while self.i < n {
+            let mut i = self.i;
+            match body[i] {
+                b'"' => {
+                    let start = i + 1;
+                    i = start;
+                    // To the closing quote, skipping escaped characters;
+                    // string bodies are most of the text, so this is SIMD.
+                    loop {
+                        match memchr::memchr2(b'"', b'\\', &body[i.min(n)..]) {
+                            Some(k) if body[i + k] == b'\\' => i += k + 2,
+                            Some(k) => {
+                                i += k;
+                                break;
+                            }
+                            None => {
+                                self.i = n;
+                                return None;
+                            }
                         }
-                        None => return None,
                     }
-                }
-                if depth == 1 && body.get(start..i) == Some(key) {
-                    let mut j = i + 1;
-                    while j < n && body[j].is_ascii_whitespace() {
-                        j += 1;
-                    }
-                    if body.get(j) == Some(&b':') {
-                        j += 1;
+                    self.i = i + 1;
+                    if self.depth == 1 {
+                        let mut j = i + 1;
                         while j < n && body[j].is_ascii_whitespace() {
                             j += 1;
                         }
-                        return Some(j);
+                        if body.get(j) == Some(&b':') {
+                            j += 1;
+                            while j < n && body[j].is_ascii_whitespace() {
+                                j += 1;
+                            }
+                            self.i = j;
+                            return Some((&body[start..i], j));
+                        }
                     }
+                    continue;
                 }
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => self.depth = self.depth.saturating_sub(1),
+                _ => {}
             }
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
+            self.i = i + 1;
         }
-        i += 1;
+        None
     }
-    None
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ pub mod error;
 pub mod format;
 pub mod gemini;
 mod json;
-mod json_scan;
+pub mod json_scan;
 pub mod openai;
 pub mod sse;
 pub mod translate;

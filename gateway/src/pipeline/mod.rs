@@ -193,9 +193,15 @@ async fn serve(
     if let Some(name) = &deployment {
         body = read::with_model(body, name);
     }
-    let probe = probe::probe(endpoint, &body)?;
+    let (probe, decoded) = match decode_first(&snapshot, endpoint, &body) {
+        Some((p, req)) => (p, Some(req)),
+        None => (probe::probe(endpoint, &body)?, None),
+    };
     ctx.stream = probe.stream;
     let mut input = translate::Input::new(endpoint, body.clone(), &probe);
+    if let Some(req) = decoded {
+        input.decoded(req);
+    }
     let requested = probe.model.clone();
     admit::model_allowed(ctx, &requested)?;
     let name = route(&snapshot, session, ctx, &requested, &mut input)?;
@@ -221,6 +227,23 @@ async fn serve(
     }
     admit::reserve(ctx, &model, body.len(), probe.max_tokens, probe.choices).await?;
     attempt::run(gw, session, ctx, &mut input, model).await
+}
+
+/// A chat request decoded before routing, when it would be decoded anyway,
+/// with the probe read off it; `None` sends the request through the probe
+/// (and any error is the probe's, as on every other route).
+fn decode_first<'a>(
+    snapshot: &Snapshot,
+    endpoint: Endpoint,
+    body: &'a [u8],
+) -> Option<(probe::Probe<'a>, sluice_providers::ChatRequest)> {
+    if !snapshot.decodes_chat || !matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Messages)
+    {
+        return None;
+    }
+    let req = endpoint.format().codec().decode_request(body).ok()?;
+    let probe = probe::from_decoded(body, &req)?;
+    Some((probe, req))
 }
 
 /// The model that serves the request: the first content rule that matches,

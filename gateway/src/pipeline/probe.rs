@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use sluice_providers::ChatRequest;
 
 use super::read::Endpoint;
 use crate::errors::GatewayError;
@@ -180,6 +181,45 @@ pub fn probe(endpoint: Endpoint, body: &[u8]) -> Result<Probe<'_>, GatewayError>
             .or(number(f.max_tokens))
             .map(|m| m.min(MAX_RESERVED_TOKENS)),
         choices,
+    })
+}
+
+/// The probe of a chat request already decoded whole, where every request
+/// is decoded anyway: its fields from the decoded request and the `model`
+/// value found by a byte scan, so the body is parsed once, not twice.
+/// `None` when anything is unusual (an escaped model name, a field the
+/// probe reads that the decoder does not): the caller then probes, so
+/// answers and errors are the same either way.
+pub fn from_decoded<'a>(body: &'a [u8], req: &ChatRequest) -> Option<Probe<'a>> {
+    if req.model.is_empty()
+        || req.messages.is_empty()
+        || ["n", "best_of", "max_tokens", "max_completion_tokens"]
+            .iter()
+            .any(|k| req.extra.contains_key(*k))
+    {
+        return None;
+    }
+    // One `model` key, and no key written with escapes that might be a
+    // second (the decoder keeps the last; the probe refuses duplicates).
+    let mut start = None;
+    for (key, at) in sluice_providers::json_scan::members(body) {
+        if key.contains(&b'\\') || (key == b"model" && start.replace(at).is_some()) {
+            return None;
+        }
+    }
+    let start = start?;
+    let rest = body[start..].strip_prefix(b"\"")?;
+    let len = memchr::memchr2(b'"', b'\\', rest).filter(|&k| rest[k] == b'"')?;
+    let name = &rest[..len];
+    if name != req.model.as_bytes() {
+        return None;
+    }
+    Some(Probe {
+        model: Cow::Borrowed(std::str::from_utf8(name).ok()?),
+        model_span: start..start + len + 2,
+        stream: req.stream,
+        max_tokens: req.max_tokens.map(u64::from),
+        choices: req.n.map_or(1, u64::from).clamp(1, MAX_CHOICES),
     })
 }
 

@@ -79,6 +79,11 @@ impl Input {
         }
     }
 
+    /// The chat request, decoded before the input was made.
+    pub fn decoded(&mut self, req: ChatRequest) {
+        self.chat = Some(req);
+    }
+
     /// The canonical chat request, decoded on first use; `None` for
     /// endpoints without one.
     pub fn chat(&mut self) -> Result<Option<&mut ChatRequest>, GatewayError> {

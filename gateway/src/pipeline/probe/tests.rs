@@ -79,3 +79,72 @@ fn unchanged_model_shares_the_buffer() {
     let out = swap_model(&body, p.model_span, br#""same""#);
     assert_eq!(out.as_ptr(), body.as_ptr());
 }
+
+/// Where the decode comes first, its probe is the probe's, or it steps
+/// aside (`None`) so the probe answers.
+#[test]
+fn a_probe_from_the_decoded_request_agrees_or_steps_aside() {
+    let cases = [
+        (
+            Endpoint::ChatCompletions,
+            r#"{"messages":[{"role":"user","content":"a \"model\": b"}], "model" : "gpt-4o","stream":true,"n":3,"max_completion_tokens":9,"max_tokens":4}"#,
+            true,
+        ),
+        (
+            Endpoint::ChatCompletions,
+            r#"{"model":"m","messages":[{"role":"user","content":"x","model":"inner"}],"metadata":{"model":"x"}}"#,
+            true,
+        ),
+        (
+            Endpoint::Messages,
+            r#"{"model":"claude","max_tokens":7,"messages":[{"role":"user","content":"x"}]}"#,
+            true,
+        ),
+        // Anthropic has no `n`: the decoder keeps it aside, the probe counts it.
+        (
+            Endpoint::Messages,
+            r#"{"model":"claude","max_tokens":7,"n":2,"messages":[{"role":"user","content":"x"}]}"#,
+            false,
+        ),
+        (
+            Endpoint::ChatCompletions,
+            r#"{"model":"gpt\u002d4o","messages":[{"role":"user","content":"x"}]}"#,
+            false,
+        ),
+        // A second model, plain or escaped: the decoder keeps the last, the probe refuses.
+        (
+            Endpoint::ChatCompletions,
+            r#"{"model":"a","messages":[{"role":"user","content":"x"}],"model":"b"}"#,
+            false,
+        ),
+        (
+            Endpoint::ChatCompletions,
+            r#"{"model":"a","messages":[{"role":"user","content":"x"}],"mod\u0065l":"b"}"#,
+            false,
+        ),
+        (
+            Endpoint::ChatCompletions,
+            r#"{"model":"","messages":[{"role":"user","content":"x"}]}"#,
+            false,
+        ),
+        (
+            Endpoint::ChatCompletions,
+            r#"{"model":"m","messages":[]}"#,
+            false,
+        ),
+    ];
+    for (endpoint, body, stands) in cases {
+        let decoded = endpoint.format().codec().decode_request(body.as_bytes());
+        let fast = decoded.ok().and_then(|r| from_decoded(body.as_bytes(), &r));
+        assert_eq!(fast.is_some(), stands, "{body}");
+        let Some(fast) = fast else { continue };
+        let slow = probe(endpoint, body.as_bytes()).unwrap();
+        assert_eq!(fast.model, slow.model, "{body}");
+        assert_eq!(fast.model_span, slow.model_span, "{body}");
+        assert_eq!(
+            (fast.stream, fast.max_tokens, fast.choices),
+            (slow.stream, slow.max_tokens, slow.choices),
+            "{body}"
+        );
+    }
+}
