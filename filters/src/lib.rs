@@ -37,7 +37,8 @@ pub struct FilterCx {
     pub prompt_estimate: Option<u64>,
     /// Usage as reported by the upstream, or counted when it reported none.
     pub usage: Option<Usage>,
-    /// Time spent in each filter.
+    /// Time spent in each filter (both directions, every stream event),
+    /// one entry per filter in chain order; zero for one that never ran.
     pub timings: Vec<(&'static str, Duration)>,
     /// A filter changed the request: it must be re-encoded.
     pub request_modified: bool,
@@ -115,6 +116,11 @@ impl Chain {
             filters: self.factories.iter().map(|f| f.instance()).collect(),
             cx: FilterCx {
                 upstream_model: upstream_model.to_string(),
+                timings: self
+                    .factories
+                    .iter()
+                    .map(|f| (f.name(), Duration::ZERO))
+                    .collect(),
                 ..FilterCx::default()
             },
         }
@@ -127,19 +133,33 @@ pub struct ChainRun {
     pub cx: FilterCx,
 }
 
-impl ChainRun {
-    fn timed<T>(cx: &mut FilterCx, name: &'static str, f: impl FnOnce(&mut FilterCx) -> T) -> T {
-        let t = Instant::now();
-        let out = f(cx);
-        cx.timings.push((name, t.elapsed()));
-        out
+/// Times filters run one after another: one clock read between two
+/// filters, not two per filter.
+struct Clock(Instant);
+
+impl Clock {
+    fn start() -> Clock {
+        Clock(Instant::now())
     }
 
+    /// Adds the time since the last lap to filter `i`.
+    fn lap(&mut self, cx: &mut FilterCx, i: usize) {
+        let now = Instant::now();
+        if let Some((_, t)) = cx.timings.get_mut(i) {
+            *t += now - self.0;
+        }
+        self.0 = now;
+    }
+}
+
+impl ChainRun {
     /// Request side, in config order.
     pub fn request(&mut self, req: &mut ChatRequest) -> Result<(), Reject> {
-        for f in &mut self.filters {
-            let name = f.name();
-            Self::timed(&mut self.cx, name, |cx| f.on_request(req, cx))?;
+        let mut clock = Clock::start();
+        for (i, f) in self.filters.iter_mut().enumerate() {
+            let out = f.on_request(req, &mut self.cx);
+            clock.lap(&mut self.cx, i);
+            out?;
         }
         Ok(())
     }
@@ -147,9 +167,13 @@ impl ChainRun {
     /// Bare texts (embeddings inputs, completion prompts), one user message
     /// each, through the filters that apply to them.
     pub fn texts(&mut self, req: &mut ChatRequest) -> Result<(), Reject> {
-        for f in self.filters.iter_mut().filter(|f| f.for_texts()) {
-            let name = f.name();
-            Self::timed(&mut self.cx, name, |cx| f.on_request(req, cx))?;
+        let mut clock = Clock::start();
+        for (i, f) in self.filters.iter_mut().enumerate() {
+            if f.for_texts() {
+                let out = f.on_request(req, &mut self.cx);
+                clock.lap(&mut self.cx, i);
+                out?;
+            }
         }
         Ok(())
     }
@@ -162,9 +186,11 @@ impl ChainRun {
 
     /// Response side, in reverse order.
     pub fn response(&mut self, resp: &mut ChatResponse) -> Result<(), Reject> {
-        for f in self.filters.iter_mut().rev() {
-            let name = f.name();
-            Self::timed(&mut self.cx, name, |cx| f.on_response(resp, cx))?;
+        let mut clock = Clock::start();
+        for (i, f) in self.filters.iter_mut().enumerate().rev() {
+            let out = f.on_response(resp, &mut self.cx);
+            clock.lap(&mut self.cx, i);
+            out?;
         }
         Ok(())
     }
@@ -172,15 +198,47 @@ impl ChainRun {
 
 impl sluice_providers::EventHook for ChainRun {
     fn events(&mut self, events: &mut Vec<StreamEvent>) {
-        for f in self.filters.iter_mut().rev() {
-            let name = f.name();
-            Self::timed(&mut self.cx, name, |cx| f.on_events(events, cx));
+        let mut clock = Clock::start();
+        for (i, f) in self.filters.iter_mut().enumerate().rev() {
+            f.on_events(events, &mut self.cx);
+            clock.lap(&mut self.cx, i);
         }
     }
 
     fn end(&mut self, events: &mut Vec<StreamEvent>) {
         for f in self.filters.iter_mut().rev() {
             f.on_end(events, &mut self.cx);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_providers::{EventHook, Format, Message, Role};
+
+    #[test]
+    fn each_filter_has_one_timing_summed_over_its_calls() {
+        let cfg: FiltersConfig = serde_json::from_value(serde_json::json!({
+            "guardrails": {"prompt_injection": "block"},
+            "token_count": {}
+        }))
+        .unwrap();
+        let chain = Chain::compile(&cfg).unwrap();
+        let mut run = chain.start("gpt-4o");
+        let names = |run: &ChainRun| run.cx.timings.iter().map(|(n, _)| *n).collect::<Vec<_>>();
+        assert_eq!(names(&run), ["guardrails", "token_count"]);
+        assert!(run.cx.timings.iter().all(|(_, t)| t.is_zero()));
+        let mut req = ChatRequest::new(Format::OpenAi, "gpt-4o");
+        req.messages.push(Message::text(Role::User, "hello there"));
+        run.request(&mut req).unwrap();
+        let after_request: Vec<Duration> = run.cx.timings.iter().map(|(_, t)| *t).collect();
+        assert!(after_request.iter().all(|t| !t.is_zero()));
+        run.events(&mut Vec::new());
+        run.events(&mut Vec::new());
+        assert_eq!(names(&run), ["guardrails", "token_count"]);
+        for ((_, t), before) in run.cx.timings.iter().zip(after_request) {
+            assert!(*t >= before);
         }
     }
 }

@@ -148,7 +148,7 @@ impl Metrics {
         let filter_hist = HistogramVec::new(
             HistogramOpts::new(
                 "sluice_filter_duration_seconds",
-                "Time spent in each filter",
+                "Time each filter spent on a request (both directions, every stream event)",
             )
             .buckets(exponential_buckets(0.000_001, 2.0, 20).unwrap_or_default()),
             &["filter"],

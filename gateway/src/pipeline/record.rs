@@ -36,7 +36,7 @@ pub fn record(metrics: &Metrics, method: &str, path: &str, ctx: &mut RequestCtx)
         for (kind, n) in &cx.detections {
             metrics.detection(kind, *n);
         }
-        for (name, t) in &cx.timings {
+        for (name, t) in cx.timings.iter().filter(|(_, t)| !t.is_zero()) {
             if let Some((_, h)) = metrics.filter_seconds.iter().find(|(n, _)| n == name) {
                 h.observe(t.as_secs_f64());
             }
