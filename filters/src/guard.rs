@@ -121,7 +121,21 @@ impl Rules {
 impl Rules {
     /// False only when no rule can match `text`.
     fn may_match(&self, text: &str) -> bool {
-        text.contains("DAN") || self.triggers.is_match(&text.to_ascii_lowercase())
+        thread_local! {
+            // The lower-cased copy, reused: no allocation per text.
+            static LOWER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        if memchr::memmem::find(text.as_bytes(), b"DAN").is_some() {
+            return true;
+        }
+        LOWER.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut lower) => {
+                lower.clear();
+                lower.extend(text.bytes().map(|b| b.to_ascii_lowercase()));
+                self.triggers.is_match(lower.as_slice())
+            }
+            Err(_) => self.triggers.is_match(&text.to_ascii_lowercase()),
+        })
     }
 }
 
@@ -195,6 +209,19 @@ impl Filter for Guard {
         }
         if let Some(max) = self.cfg.max_message_chars {
             for (i, m) in req.messages.iter().enumerate() {
+                // A text has no more characters than bytes: counted only
+                // when its bytes exceed the limit.
+                let bytes: usize = m
+                    .content
+                    .iter()
+                    .map(|p| match p {
+                        Part::Text(t) => t.len(),
+                        Part::Image(_) => 0,
+                    })
+                    .sum();
+                if bytes <= max {
+                    continue;
+                }
                 let n: usize = m
                     .content
                     .iter()

@@ -15,8 +15,9 @@ use crate::{Filter, FilterCx, FilterFactory, Reject};
 
 /// The encoding OpenAI uses for a model family; `None` for other families.
 pub fn encoding_for(model: &str) -> Option<&'static CoreBPE> {
-    let m = model.to_ascii_lowercase();
-    let m = m.rsplit('/').next().unwrap_or(&m);
+    let m = model.rsplit('/').next().unwrap_or(model);
+    // Case-insensitive prefixes, without a lower-cased copy per request.
+    let starts = |p: &&str| m.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p));
     const O200K: &[&str] = &[
         "gpt-4o",
         "chatgpt-4o",
@@ -29,9 +30,9 @@ pub fn encoding_for(model: &str) -> Option<&'static CoreBPE> {
         "o4",
     ];
     const CL100K: &[&str] = &["gpt-4", "gpt-3.5", "text-embedding-3", "text-embedding-ada"];
-    if O200K.iter().any(|p| m.starts_with(p)) {
+    if O200K.iter().any(starts) {
         Some(tiktoken_rs::o200k_base_singleton())
-    } else if CL100K.iter().any(|p| m.starts_with(p)) {
+    } else if CL100K.iter().any(starts) {
         Some(tiktoken_rs::cl100k_base_singleton())
     } else {
         None
