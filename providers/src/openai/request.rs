@@ -57,12 +57,27 @@ pub(super) fn decode_fields(body: &[u8]) -> Result<ChatRequest, CodecError> {
     finish(o, messages)
 }
 
+/// Which of `KNOWN` the request carries, one bit each: most requests
+/// carry a few, and each absent key would cost a map search below.
+fn present(o: &Obj) -> u32 {
+    o.keys()
+        .filter_map(|k| KNOWN.iter().position(|x| x == k))
+        .fold(0, |m, i| m | 1 << i)
+}
+
 /// Everything but the messages, from the request's other top-level keys.
 pub(super) fn finish(o: Obj, messages: Vec<Message>) -> Result<ChatRequest, CodecError> {
+    let mask = present(&o);
+    // Absent keys read as an empty map; present ones from the request.
+    let empty = Obj::new();
+    let at = |k: &str| match KNOWN.iter().position(|x| *x == k) {
+        Some(i) if mask & (1 << i) == 0 => &empty,
+        _ => &o,
+    };
     let model = req_str(&o, "model", "")?;
     let mut req = ChatRequest::new(Format::OpenAi, model);
     req.messages = messages;
-    if let Some(tools) = opt_array(&o, "tools", "")? {
+    if let Some(tools) = opt_array(at("tools"), "tools", "")? {
         for (i, t) in tools.iter().enumerate() {
             let path = format!("tools[{i}]");
             let f = opt_obj(as_obj(t, &path)?, "function", &path)?
@@ -79,7 +94,7 @@ pub(super) fn finish(o: Obj, messages: Vec<Message>) -> Result<ChatRequest, Code
             });
         }
     }
-    req.tool_choice = match o.get("tool_choice") {
+    req.tool_choice = match at("tool_choice").get("tool_choice") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(match s.as_str() {
             "auto" => ToolChoice::Auto,
@@ -104,8 +119,8 @@ pub(super) fn finish(o: Obj, messages: Vec<Message>) -> Result<ChatRequest, Code
             ))
         }
     };
-    req.parallel_tool_calls = opt_bool(&o, "parallel_tool_calls", "")?;
-    if let Some(rf) = opt_obj(&o, "response_format", "")? {
+    req.parallel_tool_calls = opt_bool(at("parallel_tool_calls"), "parallel_tool_calls", "")?;
+    if let Some(rf) = opt_obj(at("response_format"), "response_format", "")? {
         req.response_format = Some(match req_str(rf, "type", "response_format")? {
             "text" => ResponseFormat::Text,
             "json_object" => ResponseFormat::JsonObject,
@@ -128,27 +143,29 @@ pub(super) fn finish(o: Obj, messages: Vec<Message>) -> Result<ChatRequest, Code
             }
         });
     }
-    req.temperature = opt_f64(&o, "temperature", "")?;
-    req.top_p = opt_f64(&o, "top_p", "")?;
-    req.top_k = opt_u32(&o, "top_k", "")?;
-    req.max_tokens = match opt_u32(&o, "max_completion_tokens", "")? {
+    req.temperature = opt_f64(at("temperature"), "temperature", "")?;
+    req.top_p = opt_f64(at("top_p"), "top_p", "")?;
+    req.top_k = opt_u32(at("top_k"), "top_k", "")?;
+    req.max_tokens = match opt_u32(at("max_completion_tokens"), "max_completion_tokens", "")? {
         Some(v) => Some(v),
-        None => opt_u32(&o, "max_tokens", "")?,
+        None => opt_u32(at("max_tokens"), "max_tokens", "")?,
     };
-    req.stop = strings(&o, "stop", "")?;
-    req.n = opt_u32(&o, "n", "")?;
-    req.seed = opt_i64(&o, "seed", "")?;
-    req.presence_penalty = opt_f64(&o, "presence_penalty", "")?;
-    req.frequency_penalty = opt_f64(&o, "frequency_penalty", "")?;
-    req.user = opt_str(&o, "user", "")?.map(str::to_string);
-    req.metadata = opt_obj(&o, "metadata", "")?.cloned();
-    req.stream = opt_bool(&o, "stream", "")?.unwrap_or(false);
-    if let Some(so) = opt_obj(&o, "stream_options", "")? {
+    req.stop = strings(at("stop"), "stop", "")?;
+    req.n = opt_u32(at("n"), "n", "")?;
+    req.seed = opt_i64(at("seed"), "seed", "")?;
+    req.presence_penalty = opt_f64(at("presence_penalty"), "presence_penalty", "")?;
+    req.frequency_penalty = opt_f64(at("frequency_penalty"), "frequency_penalty", "")?;
+    req.user = opt_str(at("user"), "user", "")?.map(str::to_string);
+    req.metadata = opt_obj(at("metadata"), "metadata", "")?.cloned();
+    req.stream = opt_bool(at("stream"), "stream", "")?.unwrap_or(false);
+    if let Some(so) = opt_obj(at("stream_options"), "stream_options", "")? {
         req.include_usage = opt_bool(so, "include_usage", "stream_options")?.unwrap_or(false);
     }
-    for (k, v) in o {
-        if !KNOWN.contains(&k.as_str()) {
-            req.extra.insert(k, v);
+    if (mask.count_ones() as usize) < o.len() {
+        for (k, v) in o {
+            if !KNOWN.contains(&k.as_str()) {
+                req.extra.insert(k, v);
+            }
         }
     }
     Ok(req)
@@ -405,4 +422,42 @@ fn encode_message(m: &Message) -> Value {
         o.insert("tool_call_id".into(), json!(id));
     }
     Value::Object(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MSGS: &str = r#""messages":[{"role":"user","content":"hi"}]"#;
+
+    fn decoded(rest: &str) -> Result<ChatRequest, CodecError> {
+        let body = format!(r#"{{"model":"m",{MSGS}{rest}}}"#);
+        let fast = decode(body.as_bytes());
+        // The reference decoder agrees, error for error.
+        let reference = decode_fields(body.as_bytes());
+        assert_eq!(format!("{fast:?}"), format!("{reference:?}"));
+        fast
+    }
+
+    #[test]
+    fn known_keys_are_read_and_checked_whichever_are_present() {
+        let r = decoded("").unwrap();
+        assert_eq!((r.temperature, r.max_tokens, r.stream), (None, None, false));
+        assert!(r.extra.is_empty());
+        let r = decoded(r#","temperature":0.5,"max_tokens":7,"stream":true,"x-y":1"#).unwrap();
+        assert_eq!(r.temperature, Some(0.5));
+        assert_eq!(r.max_tokens, Some(7));
+        assert!(r.stream);
+        assert_eq!(r.extra.get("x-y"), Some(&json!(1)));
+        assert_eq!(r.extra.len(), 1);
+        for (bad, field) in [
+            (r#","temperature":"hot""#, "'temperature' must be a number"),
+            (r#","seed":1.5"#, "'seed' must be an integer"),
+            (r#","stream":1"#, "'stream' must be a boolean"),
+            (r#","n":-1"#, "'n' must be a non-negative integer"),
+        ] {
+            let e = decoded(bad).unwrap_err().to_string();
+            assert!(e.contains(field), "{bad}: {e}");
+        }
+    }
 }
