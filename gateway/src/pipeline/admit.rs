@@ -120,7 +120,7 @@ pub async fn reserve(
             completion_tokens: ticket.reserved_tokens.saturating_sub(prompt),
             cost_nano_usd: ticket.reserved_cost,
             model: Some(&model.name),
-            ..record(ctx, id)
+            ..record(ctx, id, ctx.start.elapsed())
         };
         let noted = log.begin(&r);
         match noted {
@@ -156,9 +156,9 @@ pub fn answering(ctx: &RequestCtx) {
 }
 
 /// The parts of a usage record known from the context alone.
-pub fn record<'a>(ctx: &'a RequestCtx, id: &'a str) -> Entry<'a> {
-    let start_ms =
-        crate::govern::limits::now_nanos() / 1_000_000 - ctx.start.elapsed().as_millis() as u64;
+/// `elapsed`: the request's time so far, read once by the caller.
+pub fn record<'a>(ctx: &'a RequestCtx, id: &'a str, elapsed: std::time::Duration) -> Entry<'a> {
+    let start_ms = crate::govern::limits::now_nanos() / 1_000_000 - elapsed.as_millis() as u64;
     Entry {
         ts_ms: start_ms,
         request_id: id,

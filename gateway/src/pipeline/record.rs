@@ -5,8 +5,9 @@ use super::RequestCtx;
 use crate::metrics::Metrics;
 
 pub fn record(metrics: &Metrics, method: &str, path: &str, ctx: &mut RequestCtx) {
-    settle(ctx);
+    // One clock read for the metrics and the usage record alike.
     let elapsed = ctx.start.elapsed();
+    settle(ctx, elapsed);
     let target = ctx
         .model
         .as_ref()
@@ -64,7 +65,7 @@ pub fn record(metrics: &Metrics, method: &str, path: &str, ctx: &mut RequestCtx)
 }
 
 /// Settles the request's reservation with its usage and writes its usage record.
-fn settle(ctx: &mut RequestCtx) {
+fn settle(ctx: &mut RequestCtx, elapsed: std::time::Duration) {
     let Some(id) = ctx.request_id.take() else {
         return;
     };
@@ -76,7 +77,7 @@ fn settle(ctx: &mut RequestCtx) {
         // Refused before admission: recorded for the caller (401s are not:
         // no one to charge). Model lists and key info are not usage.
         if ctx.caller.is_some() && !(200..300).contains(&ctx.status) {
-            write(&gov, ctx, &id, None, 0);
+            write(&gov, ctx, &id, None, 0, elapsed);
         }
         return;
     };
@@ -106,7 +107,7 @@ fn settle(ctx: &mut RequestCtx) {
     // from the one the reservation was priced at).
     let price = served_by(ctx).and_then(|(m, t)| gov.price(m, &t.upstream_model));
     let cost = gov.settle(ctx.caller.as_ref(), &mut ticket, usage.as_ref(), price);
-    write(&gov, ctx, &id, usage, cost);
+    write(&gov, ctx, &id, usage, cost, elapsed);
 }
 
 fn write(
@@ -115,6 +116,7 @@ fn write(
     id: &str,
     usage: Option<sluice_providers::Usage>,
     cost: u64,
+    elapsed: std::time::Duration,
 ) {
     let Some(log) = gov.usage.get() else { return };
     let target = ctx
@@ -133,13 +135,13 @@ fn write(
         completion_tokens: u.completion_tokens,
         cached_tokens: u.cache_read_tokens,
         cost_nano_usd: cost,
-        latency_ms: ms(ctx.start.elapsed()),
+        latency_ms: ms(elapsed),
         ttfb_ms: ctx.first_body_at.map(|t| ms(t - ctx.start)),
         upstream_ms: match (ctx.upstream_sent_at, ctx.upstream_head_at) {
             (Some(s), Some(h)) => Some(ms(h - s)),
             _ => None,
         },
-        ..super::admit::record(ctx, id)
+        ..super::admit::record(ctx, id, elapsed)
     };
     if let Err(e) = log.end(&r, ctx.wal_gen) {
         gov.usage_failed(&e);

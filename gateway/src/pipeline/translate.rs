@@ -319,7 +319,7 @@ pub fn error_body(upstream: Format, inbound: Format, status: u16, body: &[u8]) -
 pub fn response_body(
     plan: Plan,
     inbound: Format,
-    body: &[u8],
+    body: &Bytes,
     provider: &Provider,
     model: &str,
     mut filters: Option<&mut ChainRun>,
@@ -329,14 +329,14 @@ pub fn response_body(
         cause: e.to_string(),
     };
     match plan {
-        Plan::Passthrough => Ok(Bytes::copy_from_slice(body)),
+        Plan::Passthrough => Ok(body.clone()),
         Plan::Chat { upstream, .. } => {
             if upstream == inbound {
                 if let Some(run) = filters.as_deref_mut() {
                     if !run.needs_response() {
                         if let Some(u) = upstream.codec().decode_usage(body) {
                             run.cx.usage = Some(u);
-                            return Ok(Bytes::copy_from_slice(body));
+                            return Ok(body.clone());
                         }
                     }
                 }
@@ -351,7 +351,7 @@ pub fn response_body(
                 modified = run.cx.response_modified;
             }
             if upstream == inbound && !modified {
-                return Ok(Bytes::copy_from_slice(body));
+                return Ok(body.clone());
             }
             Ok(Bytes::from(inbound.codec().encode_response(&resp)))
         }
