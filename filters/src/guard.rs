@@ -209,27 +209,21 @@ impl Filter for Guard {
         }
         if let Some(max) = self.cfg.max_message_chars {
             for (i, m) in req.messages.iter().enumerate() {
+                let size = |of: fn(&str) -> usize| -> usize {
+                    m.content
+                        .iter()
+                        .map(|p| match p {
+                            Part::Text(t) => of(t),
+                            Part::Image(_) => 0,
+                        })
+                        .sum()
+                };
                 // A text has no more characters than bytes: counted only
                 // when its bytes exceed the limit.
-                let bytes: usize = m
-                    .content
-                    .iter()
-                    .map(|p| match p {
-                        Part::Text(t) => t.len(),
-                        Part::Image(_) => 0,
-                    })
-                    .sum();
-                if bytes <= max {
+                if size(str::len) <= max {
                     continue;
                 }
-                let n: usize = m
-                    .content
-                    .iter()
-                    .map(|p| match p {
-                        Part::Text(t) => t.chars().count(),
-                        Part::Image(_) => 0,
-                    })
-                    .sum();
+                let n = size(|t| t.chars().count());
                 if n > max {
                     return Err(reject(format!(
                         "Message {i} has {n} characters; the limit is {max}"
@@ -405,5 +399,12 @@ mod tests {
         let e = g.on_request(&mut req(&[&long]), &mut cx).unwrap_err();
         assert!(e.message.contains("201 characters"));
         assert!(g.on_request(&mut req(&["ok"]), &mut cx).is_ok());
+        // Characters, not bytes: 200 two-byte characters pass, 201 do not.
+        let accented = "é".repeat(200);
+        assert!(g.on_request(&mut req(&[&accented]), &mut cx).is_ok());
+        let e = g
+            .on_request(&mut req(&[&format!("{accented}é")]), &mut cx)
+            .unwrap_err();
+        assert!(e.message.contains("201 characters"), "{}", e.message);
     }
 }

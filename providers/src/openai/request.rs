@@ -60,6 +60,7 @@ pub(super) fn decode_fields(body: &[u8]) -> Result<ChatRequest, CodecError> {
 /// Which of `KNOWN` the request carries, one bit each: most requests
 /// carry a few, and each absent key would cost a map search below.
 fn present(o: &Obj) -> u32 {
+    const _: () = assert!(KNOWN.len() <= 32, "one bit per known key");
     o.keys()
         .filter_map(|k| KNOWN.iter().position(|x| x == k))
         .fold(0, |m, i| m | 1 << i)
