@@ -91,6 +91,8 @@ for i in $(seq 1 "$REPS"); do
     run "$mode-translate-$i" "$GW" "$OUT/translated-$(basename "$b")" -c "$CONNS"
   done
   run "c1-direct-$i" "$MOCK" "$BODY" -c 1
+  run "c1-nginx-$i" "$NGX" "$BODY" -c 1
+  run "c1-pingora-$i" "$PG" "$BODY" -c 1
   run "c1-sluice-$i" "$GW" "$BODY" -c 1
 done
 # Time to first token at half of Sluice's saturation, open loop.
