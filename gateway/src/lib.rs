@@ -8,6 +8,7 @@ pub mod errors;
 pub mod govern;
 pub mod metrics;
 pub mod mock_service;
+pub mod peer;
 pub mod pipeline;
 pub mod proxy;
 pub mod routing;

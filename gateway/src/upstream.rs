@@ -10,6 +10,8 @@ use http::{HeaderName, HeaderValue};
 use pingora::protocols::ALPN;
 use pingora::upstreams::peer::HttpPeer;
 
+use crate::peer::PooledPeer;
+
 use sluice_providers::{Format, Operation};
 
 use crate::config::schema::ProviderKind;
@@ -211,7 +213,7 @@ pub struct RuntimeTimeouts {
 }
 
 struct CachedPeer {
-    peer: Arc<HttpPeer>,
+    peer: Arc<PooledPeer>,
     /// `None` for IP-literal hosts: never re-resolved.
     expires: Option<Instant>,
 }
@@ -232,7 +234,7 @@ impl Provider {
         provider
     }
 
-    fn build_peer(&self, addr: SocketAddr) -> Arc<HttpPeer> {
+    fn build_peer(&self, addr: SocketAddr) -> Arc<PooledPeer> {
         let mut peer = HttpPeer::new(addr, self.base.tls, self.base.host.clone());
         let o = &mut peer.options;
         o.connection_timeout = Some(self.timeouts.connect);
@@ -252,11 +254,11 @@ impl Provider {
             self.name.hash(&mut h);
             h.finish()
         };
-        Arc::new(peer)
+        Arc::new(PooledPeer(peer))
     }
 
     /// The peer to connect to, resolving DNS at most once per TTL.
-    pub async fn peer(&self) -> Result<Arc<HttpPeer>, GatewayError> {
+    pub async fn peer(&self) -> Result<Arc<PooledPeer>, GatewayError> {
         let cached = self.peer.load_full();
         if let Some(c) = &cached {
             if c.expires.is_none_or(|t| Instant::now() < t) {

@@ -6,7 +6,6 @@ use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
-use pingora::upstreams::peer::HttpPeer;
 
 use super::attempt::health;
 use super::dispatch::{self, upstream_error};
@@ -16,6 +15,7 @@ use super::transcode;
 use super::translate::{self, Plan};
 use super::RequestCtx;
 use crate::errors::GatewayError;
+use crate::peer::PooledPeer;
 use crate::proxy::Gateway;
 use crate::snapshot::{Model, Target};
 
@@ -136,7 +136,7 @@ pub(super) async fn relay(
     first: &Model,
     target: &Target,
     mut up: HttpSession,
-    peer: &HttpPeer,
+    peer: &PooledPeer,
     prepared: translate::Prepared,
     body: Body,
 ) -> Result<(), GatewayError> {

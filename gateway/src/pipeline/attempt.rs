@@ -200,8 +200,8 @@ pub async fn run(
                 if target.timeouts.connect != provider.timeouts.connect {
                     // This model's connect timeout: a copy of the provider's peer.
                     let mut p = (*peer).clone();
-                    p.options.connection_timeout = Some(target.timeouts.connect);
-                    p.options.total_connection_timeout = Some(target.timeouts.connect);
+                    p.0.options.connection_timeout = Some(target.timeouts.connect);
+                    p.0.options.total_connection_timeout = Some(target.timeouts.connect);
                     peer = Arc::new(p);
                 }
                 let body = prepared.body.clone();

@@ -6,11 +6,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
-use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error as PError, ErrorType};
 
 use super::read::Endpoint;
 use crate::errors::GatewayError;
+use crate::peer::PooledPeer;
 use crate::proxy::Gateway;
 use crate::upstream::Provider;
 
@@ -96,7 +96,7 @@ pub fn upstream_error(provider: &Provider, e: &PError, waiting_for: &str) -> Gat
 /// the upstream cannot have acted on a request it never received.
 pub async fn open(
     gw: &Gateway,
-    peer: &HttpPeer,
+    peer: &PooledPeer,
     provider: &Provider,
     first_byte: Duration,
     req: Box<RequestHeader>,
@@ -180,7 +180,7 @@ fn head_and_body(req: &RequestHeader, body: &[u8]) -> Option<Bytes> {
 /// (neither is sent here).
 async fn write_whole(
     h1: pingora::protocols::http::v1::client::HttpSession,
-    peer: &HttpPeer,
+    peer: &PooledPeer,
     wire: &[u8],
     limit: Duration,
 ) -> (
@@ -223,7 +223,7 @@ async fn exchange(
 }
 
 /// Returns the connection to the pool when its response was read to the end.
-pub async fn release(gw: &Gateway, mut up: HttpSession, peer: &HttpPeer) {
+pub async fn release(gw: &Gateway, mut up: HttpSession, peer: &PooledPeer) {
     if up.response_done() {
         gw.connector
             .release_http_session(up, peer, Some(Duration::from_secs(60)))

@@ -100,7 +100,7 @@ pub async fn peer(ctx: &mut RequestCtx) -> pingora::Result<Box<HttpPeer>> {
         ctx.error = Some(e);
         Error::explain(ErrorType::ConnectError, msg)
     })?;
-    let mut peer = (*peer).clone();
+    let mut peer = peer.0.clone();
     // Pingora applies these to the exchange: no stalled upstream holds a
     // client (or a half-open probe) for ever.
     let o = &mut peer.options;
