@@ -10,6 +10,7 @@ pub mod format;
 pub mod gemini;
 mod json;
 pub mod json_scan;
+mod json_write;
 pub mod openai;
 pub mod sse;
 pub mod translate;

@@ -3,6 +3,7 @@
 mod request;
 mod response;
 mod stream;
+mod text_request;
 
 use serde_json::{json, Value};
 

@@ -234,8 +234,47 @@ fn blocks(parts: &[Part]) -> Vec<Value> {
 }
 
 pub fn encode(req: &ChatRequest, opts: &EncodeOptions<'_>) -> Result<Encoded, CodecError> {
-    let same = req.origin == Format::Anthropic;
+    match super::text_request::encode(req, opts) {
+        Some(body) => Ok(Encoded {
+            body,
+            dropped: dropped(req),
+        }),
+        None => encode_general(req, opts),
+    }
+}
+
+/// Request fields Anthropic has no place for.
+fn dropped(req: &ChatRequest) -> Vec<String> {
     let mut dropped = Vec::new();
+    if req.n.is_some_and(|n| n > 1) {
+        dropped.push("n".into());
+    }
+    for (name, present) in [
+        ("seed", req.seed.is_some()),
+        ("presence_penalty", req.presence_penalty.is_some()),
+        ("frequency_penalty", req.frequency_penalty.is_some()),
+        ("metadata", req.metadata.is_some()),
+        (
+            "response_format",
+            !matches!(req.response_format, None | Some(ResponseFormat::Text)),
+        ),
+    ] {
+        if present {
+            dropped.push(name.into());
+        }
+    }
+    if req.origin != Format::Anthropic {
+        dropped.extend(req.extra.keys().cloned());
+    }
+    dropped
+}
+
+/// Any request, through a `Value` tree.
+pub(super) fn encode_general(
+    req: &ChatRequest,
+    opts: &EncodeOptions<'_>,
+) -> Result<Encoded, CodecError> {
+    let same = req.origin == Format::Anthropic;
     let mut system = Vec::new();
     // (role, blocks), consecutive roles merged: Anthropic wants them alternating.
     let mut turns: Vec<(&str, Vec<Value>)> = Vec::new();
@@ -358,32 +397,13 @@ pub fn encode(req: &ChatRequest, opts: &EncodeOptions<'_>) -> Result<Encoded, Co
     if let Some(u) = &req.user {
         o.insert("metadata".into(), json!({"user_id": u}));
     }
-    if req.n.is_some_and(|n| n > 1) {
-        dropped.push("n".into());
-    }
-    for (name, present) in [
-        ("seed", req.seed.is_some()),
-        ("presence_penalty", req.presence_penalty.is_some()),
-        ("frequency_penalty", req.frequency_penalty.is_some()),
-        ("metadata", req.metadata.is_some()),
-        (
-            "response_format",
-            !matches!(req.response_format, None | Some(ResponseFormat::Text)),
-        ),
-    ] {
-        if present {
-            dropped.push(name.into());
-        }
-    }
-    for (k, v) in &req.extra {
-        if same {
+    if same {
+        for (k, v) in &req.extra {
             o.insert(k.clone(), v.clone());
-        } else {
-            dropped.push(k.clone());
         }
     }
     Ok(Encoded {
         body: serde_json::to_vec(&Value::Object(o)).unwrap_or_default(),
-        dropped,
+        dropped: dropped(req),
     })
 }
