@@ -84,11 +84,17 @@ def main(argv):
     print()
     half_runs = {n: load(out, reps, f"half-{n}") for n in ("direct", "sluice")}
     ttft = {n: med(r, lambda x: first_token(x)["p99_us"]) for n, r in half_runs.items()}
-    lag = {n: med(r, lambda x: (x.get("send_lag") or {}).get("p99_us", float("nan")))
+    # From each request's actual send: the generator's timer lateness (about
+    # 2 ms at p99, tokio's timer works in whole milliseconds) is not the
+    # gateway's, and it varies more between runs than the gateway's share.
+    sent = {n: med(r, lambda x: (x.get("ttft_sent") or {}).get("p99_us", nan))
+            for n, r in half_runs.items()}
+    lag = {n: med(r, lambda x: (x.get("send_lag") or {}).get("p99_us", nan))
            for n, r in half_runs.items()}
-    print(f"Streams open-loop at {half:,.0f}/s (half of Sluice's saturation): "
-          f"TTFT p99 direct {ttft['direct']:,.0f} µs, through Sluice {ttft['sluice']:,.0f} µs "
-          f"(both include the generator's own send lag, p99 {lag['direct']:,.0f} and {lag['sluice']:,.0f} µs).\n")
+    print(f"Streams open-loop at {half:,.0f}/s (half of Sluice's saturation), TTFT p99: "
+          f"from the intended send time direct {ttft['direct']:,.0f} µs, through Sluice {ttft['sluice']:,.0f} µs "
+          f"(both include the generator's own send lag, p99 {lag['direct']:,.0f} and {lag['sluice']:,.0f} µs); "
+          f"from the actual send direct {sent['direct']:,.0f} µs, through Sluice {sent['sluice']:,.0f} µs.\n")
     # A configuration whose runs all failed has no row: its checks say so.
     def ratio(rows, a, b):
         return rows.get(a, nan) / rows.get(b, nan)
@@ -103,8 +109,10 @@ def main(argv):
     print("|---|---|---|")
     for label, value, goal in checks:
         print(f"| {label} | {value:.2f}× | {'yes' if value >= goal else 'no'} |")
-    added_ttft = (ttft.get("sluice", nan) - ttft.get("direct", nan)) / 1000
-    print(f"| added TTFT p99 ≤ 0.5 ms at half saturation | {added_ttft:.2f} ms | {'yes' if added_ttft <= 0.5 else 'no'} |")
+    added_ttft = (sent["sluice"] - sent["direct"]) / 1000
+    print(f"| added TTFT p99 ≤ 0.5 ms at half saturation (from the send) | {added_ttft:.2f} ms | {'yes' if added_ttft <= 0.5 else 'no'} |")
+    added_intended = (ttft["sluice"] - ttft["direct"]) / 1000
+    print(f"| the same, from the intended send time | {added_intended:.2f} ms | {'yes' if added_intended <= 0.5 else 'no'} |")
     added = p99.get("sluice", nan) - p99.get("direct", nan)
     print(f"| added p99 ≤ 200 µs at concurrency 1 | {added:,.0f} µs | {'yes' if added <= 200 else 'no'} |")
     print(f"\n(medians of {reps} runs; Sluice passthrough {plain.get('sluice', nan):,.0f} req/s on one core)")

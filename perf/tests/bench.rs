@@ -154,7 +154,33 @@ async fn open_loop_keeps_its_rate_and_counts_from_the_intended_send() {
         "{:?}",
         r.errors
     );
+    // Streams: time to first token from the intended send holds the wait
+    // for the busy connection; from the actual send it is the server's 50 ms.
+    let stream = temp(
+        "stream.json",
+        r#"{"model":"demo","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+    );
+    let r = bench(
+        &url,
+        &[
+            "-c",
+            "1",
+            "--rate",
+            "100",
+            "-d",
+            "500ms",
+            "--warmup",
+            "0s",
+            "--body",
+            stream.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let (ttft, sent) = (r.ttft.as_ref().unwrap(), r.ttft_sent.as_ref().unwrap());
+    assert!(ttft.max_us > 100_000, "{}", ttft.max_us);
+    assert!((50_000..100_000).contains(&sent.p50_us), "{}", sent.p50_us);
     let _ = std::fs::remove_file(body);
+    let _ = std::fs::remove_file(stream);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -142,6 +142,7 @@ pub fn render(r: &Report) -> String {
     out.push_str(&row("time to first byte", &r.ttfb));
     out.push_str(&row("generator send lag", &r.send_lag));
     out.push_str(&row("time to first token", &r.ttft));
+    out.push_str(&row("time to first token, from the send", &r.ttft_sent));
     out.push_str(&row("inter-token latency", &r.itl));
     out.push_str("</table>");
     let secs: Vec<(f64, String)> = r

@@ -243,6 +243,7 @@ async fn worker(
         }
         let request = shared.mix.pick(&mut rng);
         let mut tokens = Tokens::default();
+        let left = plan.open.is_some().then(Instant::now);
         let sent = async {
             match &mut transport {
                 Transport::H1(conn) => {
@@ -287,7 +288,7 @@ async fn worker(
                     .record(stats::micros(fb.saturating_duration_since(intended)));
             }
             if a.stream {
-                stats.stream(&tokens, intended);
+                stats.stream(&tokens, intended, left);
             }
         }
     }

@@ -67,6 +67,9 @@ pub struct Report {
     pub send_lag: Option<Latency>,
     /// Streams: time to the first token event.
     pub ttft: Option<Latency>,
+    /// Open-loop streams: the same, from when each request actually left
+    /// (`ttft` less the generator's send lag, request by request).
+    pub ttft_sent: Option<Latency>,
     /// Streams: gaps between token events.
     pub itl: Option<Latency>,
     pub stream_tokens_per_s: Option<Rate>,
@@ -134,6 +137,7 @@ impl Report {
             ttfb: Latency::of(&s.ttfb),
             send_lag: Latency::of(&s.send_lag),
             ttft: Latency::of(&s.ttft),
+            ttft_sent: Latency::of(&s.ttft_sent),
             itl: Latency::of(&s.itl),
             stream_tokens_per_s: (!h.is_empty()).then(|| Rate {
                 p50: h.value_at_quantile(0.5),
@@ -180,6 +184,12 @@ impl Report {
                 pct(&self.ttft),
                 pct(&self.itl),
                 self.output_tokens_per_s
+            ));
+        }
+        if self.ttft_sent.is_some() {
+            out.push_str(&format!(
+                "\nTTFT from the send (without the send lag): {}",
+                pct(&self.ttft_sent)
             ));
         }
         out

@@ -4,7 +4,7 @@
 //! error kind; and a per-second timeline for the latency-over-time plot.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
@@ -17,6 +17,9 @@ pub struct Stats {
     /// generator's timer and scheduling, and waits for a busy connection.
     pub send_lag: Histogram<u64>,
     pub ttft: Histogram<u64>,
+    /// Open loop: time to first token from when the request actually left,
+    /// without the generator's own lateness.
+    pub ttft_sent: Histogram<u64>,
     pub itl: Histogram<u64>,
     /// Per request: output tokens per second after the first token.
     pub tokens_per_s: Histogram<u64>,
@@ -66,6 +69,7 @@ impl Stats {
             ttfb: protos.fine.clone(),
             send_lag: protos.fine.clone(),
             ttft: protos.fine.clone(),
+            ttft_sent: protos.fine.clone(),
             itl: protos.fine.clone(),
             tokens_per_s: protos.fine.clone(),
             tokens: 0,
@@ -101,12 +105,18 @@ impl Stats {
         }
     }
 
-    /// The streaming figures of one answer, measured from `sent`.
-    pub fn stream(&mut self, t: &Tokens, sent: std::time::Instant) {
+    /// The streaming figures of one answer, measured from `intended`; in
+    /// open loop, time to first token also from `left`, when it was sent.
+    pub fn stream(&mut self, t: &Tokens, intended: Instant, left: Option<Instant>) {
         let Some(first) = t.first else { return };
         let _ = self
             .ttft
-            .record(micros(first.saturating_duration_since(sent)));
+            .record(micros(first.saturating_duration_since(intended)));
+        if let Some(left) = left {
+            let _ = self
+                .ttft_sent
+                .record(micros(first.saturating_duration_since(left)));
+        }
         for &g in &t.gaps_us {
             let _ = self.itl.record(g.clamp(1, 600_000_000));
         }
@@ -126,6 +136,7 @@ impl Stats {
         let _ = self.ttfb.add(&o.ttfb);
         let _ = self.send_lag.add(&o.send_lag);
         let _ = self.ttft.add(&o.ttft);
+        let _ = self.ttft_sent.add(&o.ttft_sent);
         let _ = self.itl.add(&o.itl);
         let _ = self.tokens_per_s.add(&o.tokens_per_s);
         self.tokens += o.tokens;
