@@ -104,6 +104,8 @@ PY
 )
 for i in $(seq 1 "$REPS"); do
   run "half-direct-$i" "$MOCK" "$SBODY" -c "$CONNS" --rate "$HALF"
+  run "half-nginx-$i" "$NGX" "$SBODY" -c "$CONNS" --rate "$HALF"
+  run "half-pingora-$i" "$PG" "$SBODY" -c "$CONNS" --rate "$HALF"
   run "half-sluice-$i" "$GW" "$SBODY" -c "$CONNS" --rate "$HALF"
 done
 python3 perf/compare.py "$OUT" "$REPS" "$HALF"

@@ -82,19 +82,23 @@ def main(argv):
         added = f"{p99[n] - p99.get('direct', nan):,.0f}" if n != "direct" else ""
         print(f"| {NAMES[n]} | {p50[n]:,.0f} | {p99[n]:,.0f} | {added} |")
     print()
-    half_runs = {n: load(out, reps, f"half-{n}") for n in ("direct", "sluice")}
+    half_runs = {n: load(out, reps, f"half-{n}") for n in ("direct", "nginx", "pingora", "sluice")}
     ttft = {n: med(r, lambda x: first_token(x)["p99_us"]) for n, r in half_runs.items()}
-    # From each request's actual send: the generator's timer lateness (about
-    # 2 ms at p99, tokio's timer works in whole milliseconds) is not the
-    # gateway's, and it varies more between runs than the gateway's share.
+    # From each request's actual send as well: in open loop a request can
+    # wait for its connection, and that wait is in the intended-time figure.
     sent = {n: med(r, lambda x: (x.get("ttft_sent") or {}).get("p99_us", nan))
             for n, r in half_runs.items()}
     lag = {n: med(r, lambda x: (x.get("send_lag") or {}).get("p99_us", nan))
            for n, r in half_runs.items()}
-    print(f"Streams open-loop at {half:,.0f}/s (half of Sluice's saturation), TTFT p99: "
-          f"from the intended send time direct {ttft['direct']:,.0f} µs, through Sluice {ttft['sluice']:,.0f} µs "
-          f"(both include the generator's own send lag, p99 {lag['direct']:,.0f} and {lag['sluice']:,.0f} µs); "
-          f"from the actual send direct {sent['direct']:,.0f} µs, through Sluice {sent['sluice']:,.0f} µs.\n")
+    print(f"| streams open-loop at {half:,.0f}/s (half of Sluice's saturation) | TTFT p99 µs | "
+          "added over direct | from the actual send, p99 µs | send lag p99 µs |")
+    print("|---|---|---|---|---|")
+    for n, runs in half_runs.items():
+        if not runs:
+            continue
+        added = f"{ttft[n] - ttft['direct']:,.0f}" if n != "direct" else ""
+        print(f"| {NAMES[n]} | {ttft[n]:,.0f} | {added} | {sent[n]:,.0f} | {lag[n]:,.0f} |")
+    print()
     # A configuration whose runs all failed has no row: its checks say so.
     def ratio(rows, a, b):
         return rows.get(a, nan) / rows.get(b, nan)
@@ -109,10 +113,8 @@ def main(argv):
     print("|---|---|---|")
     for label, value, goal in checks:
         print(f"| {label} | {value:.2f}× | {'yes' if value >= goal else 'no'} |")
-    added_ttft = (sent["sluice"] - sent["direct"]) / 1000
-    print(f"| added TTFT p99 ≤ 0.5 ms at half saturation (from the send) | {added_ttft:.2f} ms | {'yes' if added_ttft <= 0.5 else 'no'} |")
-    added_intended = (ttft["sluice"] - ttft["direct"]) / 1000
-    print(f"| the same, from the intended send time | {added_intended:.2f} ms | {'yes' if added_intended <= 0.5 else 'no'} |")
+    added_ttft = (ttft["sluice"] - ttft["direct"]) / 1000
+    print(f"| added TTFT p99 ≤ 0.5 ms at half saturation | {added_ttft:.2f} ms | {'yes' if added_ttft <= 0.5 else 'no'} |")
     added = p99.get("sluice", nan) - p99.get("direct", nan)
     print(f"| added p99 ≤ 200 µs at concurrency 1 | {added:,.0f} µs | {'yes' if added <= 200 else 'no'} |")
     print(f"\n(medians of {reps} runs; Sluice passthrough {plain.get('sluice', nan):,.0f} req/s on one core)")

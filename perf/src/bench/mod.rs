@@ -15,6 +15,7 @@ mod report;
 mod schedule;
 mod stats;
 mod stream;
+mod timer;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -110,6 +111,7 @@ struct Shared {
     addr: SocketAddr,
     mix: Mix,
     progress: Arc<Progress>,
+    timer: timer::FineTimer,
 }
 
 fn shared(args: &BenchArgs) -> Result<Shared, String> {
@@ -144,6 +146,7 @@ fn shared(args: &BenchArgs) -> Result<Shared, String> {
         addr,
         mix: Mix::new(requests)?,
         progress: Arc::new(Progress::default()),
+        timer: timer::FineTimer::start(),
     })
 }
 
@@ -215,7 +218,7 @@ async fn worker(
     loop {
         let intended = match (&plan.open, next) {
             (Some(_), Some(t)) => {
-                tokio::time::sleep_until(t.into()).await;
+                shared.timer.sleep_until(t).await;
                 next = plan.next_send(t, &mut rng);
                 t
             }
