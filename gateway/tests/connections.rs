@@ -124,3 +124,12 @@ async fn shutdown_closes_idle_kept_connections_at_once() {
     assert_eq!(r.status, 200);
     assert_eq!(sse_data(&r.body).last().map(String::as_str), Some("[DONE]"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_harness_tells_its_gateway_from_another_server_on_a_port() {
+    let m = mock(MockOptions::default()).await;
+    let gw = Gateway::start(&demo_config(&m, ""), &[]).await;
+    let pid = gw.child.id();
+    assert!(listens(pid, gw.addr.port()) && listens(pid, gw.admin.port()));
+    assert!(!listens(pid, m.addr.port()));
+}

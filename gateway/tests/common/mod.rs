@@ -37,6 +37,35 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Whether process `pid` holds the socket listening on 127.0.0.1:`port`.
+/// A port can be taken between `free_port` and sluice's bind (by a mock
+/// another test starts meanwhile, say); answering on it would then pass
+/// for sluice, and the test would talk to the wrong server.
+pub fn listens(pid: u32, port: u16) -> bool {
+    // Not Linux: no /proc to ask; trust the answer on the port.
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return true;
+    };
+    let local = format!("0100007F:{port:04X}");
+    // Columns: sl, local_address, rem_address, st (0A: listening), ..., inode.
+    let sockets: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            (f.get(1) == Some(&local.as_str()) && f.get(3) == Some(&"0A"))
+                .then(|| format!("socket:[{}]", f.get(9).unwrap_or(&"")))
+        })
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .is_ok_and(|target| sockets.iter().any(|s| target.as_os_str() == s.as_str()))
+    })
+}
+
 impl Gateway {
     /// Starts sluice with `yaml` (its `server:` section is generated; pass the rest).
     pub async fn start(yaml: &str, env: &[(&str, &str)]) -> Gateway {
@@ -98,7 +127,11 @@ impl Gateway {
                 return None; // e.g. a port taken between probe and bind
             }
             if let Ok(r) = get(g.admin, "/healthz").await {
-                if r.status == 200 && Conn::connect(g.addr).await.is_ok() {
+                if r.status == 200
+                    && Conn::connect(g.addr).await.is_ok()
+                    && listens(g.child.id(), port)
+                    && listens(g.child.id(), admin_port)
+                {
                     return Some(g);
                 }
             }
