@@ -3,9 +3,12 @@
 //! and output tokens per second can be taken per request.
 //!
 //! A token event is a `data:` event carrying generated text: an OpenAI
-//! chunk with a non-empty `"content"` (chat) or `"text"` (completions), or
-//! an Anthropic `text_delta`. Servers that batch several tokens into one
-//! event are counted by event, which is what a client observes.
+//! chunk with a non-empty `"content"` (chat) or `"text"` (completions), an
+//! Anthropic `text_delta`, or a Gemini chunk's text part. Servers that batch
+//! several tokens into one event are counted by event, which is what a
+//! client observes. A stream ends with `[DONE]` (OpenAI), `message_stop`
+//! (Anthropic) or a chunk with a `finishReason` (Gemini, which may carry
+//! the last text too).
 
 use std::time::Instant;
 
@@ -69,16 +72,18 @@ impl Tokens {
         }
         if has(b"event: error")
             || has(b"\"type\":\"error\"")
+            || has(b"\"type\": \"error\"")
             || event.starts_with(b"data: {\"error\"")
         {
             self.error = true;
             return;
         }
-        let token = ["\"content\":\"", "\"text\":\""].iter().any(|k| {
-            event
-                .windows(k.len())
-                .position(|w| w == k.as_bytes())
-                .is_some_and(|i| event.get(i + k.len()) != Some(&b'"'))
+        if value_after(event, b"\"finishReason\"").is_some() {
+            self.finished = true;
+        }
+        // A string value with at least one character.
+        let token = [b"\"content\"".as_slice(), b"\"text\""].iter().any(|k| {
+            value_after(event, k).is_some_and(|v| v.starts_with(b"\"") && v.get(1) != Some(&b'"'))
         });
         if token {
             if let Some(prev) = self.last {
@@ -90,6 +95,21 @@ impl Tokens {
             self.count += 1;
         }
     }
+}
+
+/// What follows the first `key` in `event` that is used as an object key
+/// (its colon and any spaces skipped), up to the event's end.
+fn value_after<'a>(event: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    let mut from = 0;
+    while let Some(i) = event[from..].windows(key.len()).position(|w| w == key) {
+        let rest = &event[from + i + key.len()..];
+        let rest = rest.trim_ascii_start();
+        if let Some(value) = rest.strip_prefix(b":") {
+            return Some(value.trim_ascii_start());
+        }
+        from += i + 1;
+    }
+    None
 }
 
 /// The end of the first event in `buf` after `start` (through its blank
@@ -142,5 +162,33 @@ mod tests {
         let mut err = Tokens::default();
         err.feed(b"event: error\ndata: {\"type\":\"error\"}\n\n", t0);
         assert!(err.error && err.count == 0);
+    }
+
+    #[test]
+    fn gemini_streams_end_with_their_finish_reason() {
+        let t0 = Instant::now();
+        let mut t = Tokens::default();
+        t.feed(
+            concat!(
+                "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"Hel\"}],\"role\": \"model\"},\"index\": 0}]}\r\n\r\n",
+                "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"lo\"}],\"role\":\"model\"},\"finishReason\":\"STOP\"}]}\r\n\r\n",
+            )
+            .as_bytes(),
+            t0,
+        );
+        assert_eq!(t.count, 2);
+        assert!(t.complete() && !t.error);
+        // Cut before its last chunk: not complete.
+        let mut cut = Tokens::default();
+        cut.feed(
+            b"data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hel\"}]}}]}\n\n",
+            t0,
+        );
+        assert_eq!(cut.count, 1);
+        assert!(!cut.complete());
+        // An empty text is no token.
+        let mut empty = Tokens::default();
+        empty.feed(b"data: {\"delta\": {\"content\": \"\"}}\n\n", t0);
+        assert_eq!(empty.count, 0);
     }
 }
