@@ -269,6 +269,29 @@ fn dropped(req: &ChatRequest) -> Vec<String> {
     dropped
 }
 
+/// Adds a message's content as a turn; consecutive turns of one role
+/// merge, since Anthropic wants them alternating. Empty content adds none.
+pub(super) fn push_turn<T>(
+    turns: &mut Vec<(&'static str, Vec<T>)>,
+    role: &'static str,
+    content: Vec<T>,
+) {
+    if content.is_empty() {
+        return;
+    }
+    match turns.last_mut() {
+        Some((r, b)) if *r == role => b.extend(content),
+        _ => turns.push((role, content)),
+    }
+}
+
+/// Anthropic wants the user to speak first: a placeholder turn if not.
+pub(super) fn user_first<T>(turns: &mut Vec<(&'static str, Vec<T>)>, placeholder: T) {
+    if turns.first().is_some_and(|(r, _)| *r == "assistant") {
+        turns.insert(0, ("user", vec![placeholder]));
+    }
+}
+
 /// Any request, through a `Value` tree.
 pub(super) fn encode_general(
     req: &ChatRequest,
@@ -276,8 +299,8 @@ pub(super) fn encode_general(
 ) -> Result<Encoded, CodecError> {
     let same = req.origin == Format::Anthropic;
     let mut system = Vec::new();
-    // (role, blocks), consecutive roles merged: Anthropic wants them alternating.
-    let mut turns: Vec<(&str, Vec<Value>)> = Vec::new();
+    // (role, blocks)
+    let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
     for (i, m) in req.messages.iter().enumerate() {
         let (role, content) = match m.role {
             Role::System | Role::Developer => {
@@ -314,17 +337,9 @@ pub(super) fn encode_general(
                 ("user", vec![Value::Object(r)])
             }
         };
-        if content.is_empty() {
-            continue;
-        }
-        match turns.last_mut() {
-            Some((r, b)) if *r == role => b.extend(content),
-            _ => turns.push((role, content)),
-        }
+        push_turn(&mut turns, role, content);
     }
-    if turns.first().is_some_and(|(r, _)| *r == "assistant") {
-        turns.insert(0, ("user", vec![json!({"type": "text", "text": "..."})]));
-    }
+    user_first(&mut turns, json!({"type": "text", "text": "..."}));
     let mut o = Map::new();
     o.insert("model".into(), json!(opts.model));
     o.insert(

@@ -6,6 +6,7 @@
 
 use std::io::Write;
 
+use super::request::{push_turn, user_first};
 use crate::canonical::*;
 use crate::codec::EncodeOptions;
 use crate::json_write::write_str;
@@ -18,8 +19,8 @@ pub fn encode(req: &ChatRequest, opts: &EncodeOptions<'_>) -> Option<Vec<u8>> {
         return None;
     }
     let mut system: Vec<String> = Vec::new();
-    // (role, texts), consecutive roles merged: Anthropic wants them alternating.
-    let mut turns: Vec<(&str, Vec<&str>)> = Vec::new();
+    // (role, texts)
+    let mut turns: Vec<(&'static str, Vec<&str>)> = Vec::new();
     for m in &req.messages {
         let role = match m.role {
             Role::System | Role::Developer => {
@@ -38,17 +39,9 @@ pub fn encode(req: &ChatRequest, opts: &EncodeOptions<'_>) -> Option<Vec<u8>> {
                 Part::Image(_) => return None,
             }
         }
-        if texts.is_empty() {
-            continue;
-        }
-        match turns.last_mut() {
-            Some((r, b)) if *r == role => b.extend(texts),
-            _ => turns.push((role, texts)),
-        }
+        push_turn(&mut turns, role, texts);
     }
-    if turns.first().is_some_and(|(r, _)| *r == "assistant") {
-        turns.insert(0, ("user", vec!["..."]));
-    }
+    user_first(&mut turns, "...");
     let size = 256
         + turns
             .iter()
