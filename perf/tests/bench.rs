@@ -125,22 +125,19 @@ async fn open_loop_keeps_its_rate_and_counts_from_the_intended_send() {
     })
     .await;
     let url = chat_url(slow.addr);
-    let r = bench(
-        &url,
-        &[
-            "-c",
-            "1",
-            "--rate",
-            "100",
-            "-d",
-            "500ms",
-            "--warmup",
-            "0s",
-            "--body",
-            body.to_str().unwrap(),
-        ],
-    )
-    .await;
+    // One connection, a request due every 10 ms, for half a second.
+    let behind = |body: std::path::PathBuf| {
+        let url = url.clone();
+        async move {
+            let args = [
+                "-c", "1", "--rate", "100", "-d", "500ms", "--warmup", "0s", "--body",
+            ];
+            let mut args = args.to_vec();
+            args.push(body.to_str().unwrap());
+            bench(&url, &args).await
+        }
+    };
+    let r = behind(body.clone()).await;
     // One connection at 50 ms a request falls behind a 10 ms schedule.
     let lat = r.latency.as_ref().unwrap();
     assert!(lat.max_us > 200_000, "{}", lat.max_us);
@@ -160,22 +157,7 @@ async fn open_loop_keeps_its_rate_and_counts_from_the_intended_send() {
         "stream.json",
         r#"{"model":"demo","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
     );
-    let r = bench(
-        &url,
-        &[
-            "-c",
-            "1",
-            "--rate",
-            "100",
-            "-d",
-            "500ms",
-            "--warmup",
-            "0s",
-            "--body",
-            stream.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let r = behind(stream.clone()).await;
     let (ttft, sent) = (r.ttft.as_ref().unwrap(), r.ttft_sent.as_ref().unwrap());
     assert!(ttft.max_us > 100_000, "{}", ttft.max_us);
     assert!((50_000..100_000).contains(&sent.p50_us), "{}", sent.p50_us);
