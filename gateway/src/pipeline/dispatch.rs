@@ -119,13 +119,7 @@ pub async fn open(
                 let w = match &wire {
                     Some(w) => w.clone(),
                     None => {
-                        let w = head_and_body(&req, &body).ok_or_else(|| {
-                            GatewayError::UpstreamBroken {
-                                provider: provider.name.clone(),
-                                cause: "cannot build request: forbidden bytes in the request line"
-                                    .into(),
-                            }
-                        })?;
+                        let w = head_and_body(&req, &body).ok_or_else(|| refused(provider))?;
                         wire.insert(w).clone()
                     }
                 };
@@ -172,6 +166,13 @@ fn head_and_body(req: &RequestHeader, body: &[u8]) -> Option<Bytes> {
     let mut wire = pingora::protocols::http::v1::client::http_req_header_to_wire(req)?;
     wire.extend_from_slice(body);
     Some(wire.freeze())
+}
+
+fn refused(provider: &Provider) -> GatewayError {
+    GatewayError::UpstreamBroken {
+        provider: provider.name.clone(),
+        cause: "cannot build request: forbidden bytes in the request line".into(),
+    }
 }
 
 /// Writes a whole request on an HTTP/1.1 connection. The session comes
