@@ -2,7 +2,7 @@
 //! user-supplied text with one `RegexSet` pass.
 
 use regex::RegexSet;
-use sluice_providers::{ChatRequest, Part, Role};
+use sluice_providers::{ChatRequest, Role, TextRequest};
 
 use crate::config::{GuardAction, GuardrailsConfig};
 use crate::{Filter, FilterCx, FilterFactory, Reject};
@@ -186,67 +186,62 @@ impl Filter for Guard {
     }
 
     fn on_request(&mut self, req: &mut ChatRequest, cx: &mut FilterCx) -> Result<(), Reject> {
+        self.check(req.messages.len(), req.tools.len(), req.text_parts(), cx)
+    }
+
+    fn only_looks(&mut self, _req: &TextRequest<'_>) -> bool {
+        true
+    }
+
+    fn look(&mut self, req: &TextRequest<'_>, cx: &mut FilterCx) -> Result<(), Reject> {
+        self.check(req.messages, 0, req.text_parts(), cx)
+    }
+}
+
+impl Guard {
+    /// The limits and the injection score over a request's counts and its
+    /// text parts (message index, role, text).
+    fn check<'t>(
+        &self,
+        messages: usize,
+        tools: usize,
+        parts: impl Iterator<Item = (usize, Role, &'t str)> + Clone,
+        cx: &mut FilterCx,
+    ) -> Result<(), Reject> {
         let reject = |message: String| Reject {
             status: 400,
             kind: "input_limit",
             message,
         };
         if let Some(max) = self.cfg.max_messages {
-            if req.messages.len() > max {
+            if messages > max {
                 return Err(reject(format!(
-                    "The request has {} messages; the limit is {max}",
-                    req.messages.len()
+                    "The request has {messages} messages; the limit is {max}"
                 )));
             }
         }
         if let Some(max) = self.cfg.max_tools {
-            if req.tools.len() > max {
+            if tools > max {
                 return Err(reject(format!(
-                    "The request declares {} tools; the limit is {max}",
-                    req.tools.len()
+                    "The request declares {tools} tools; the limit is {max}"
                 )));
             }
         }
         if let Some(max) = self.cfg.max_message_chars {
-            for (i, m) in req.messages.iter().enumerate() {
-                let size = |of: fn(&str) -> usize| -> usize {
-                    m.content
-                        .iter()
-                        .map(|p| match p {
-                            Part::Text(t) => of(t),
-                            Part::Image(_) => 0,
-                        })
-                        .sum()
-                };
-                // A text has no more characters than bytes: counted only
-                // when its bytes exceed the limit.
-                if size(str::len) <= max {
-                    continue;
-                }
-                let n = size(|t| t.chars().count());
-                if n > max {
-                    return Err(reject(format!(
-                        "Message {i} has {n} characters; the limit is {max}"
-                    )));
-                }
+            if let Some((i, n)) = too_long(parts.clone(), max) {
+                return Err(reject(format!(
+                    "Message {i} has {n} characters; the limit is {max}"
+                )));
             }
         }
         let Some(rules) = &self.rules else {
             return Ok(());
         };
         // Only text a user or tool supplied; system prompts are the operator's.
-        let mut score = 0;
-        for m in req
-            .messages
-            .iter()
-            .filter(|m| matches!(m.role, Role::User | Role::Tool))
-        {
-            for p in &m.content {
-                if let Part::Text(t) = p {
-                    score += rules.score(t);
-                }
-            }
-        }
+        let score: u32 = parts
+            .filter(|(_, role, _)| matches!(role, Role::User | Role::Tool))
+            .map(|(_, _, t)| rules.score(t))
+            .sum();
         if score < self.cfg.threshold {
             return Ok(());
         }
@@ -265,6 +260,44 @@ impl Filter for Guard {
             GuardAction::Off => Ok(()),
         }
     }
+}
+
+/// The first message whose text has more than `max` characters, and how
+/// many it has. A text has no more characters than bytes: characters are
+/// counted only for a message whose bytes exceed the limit.
+fn too_long<'t>(
+    parts: impl Iterator<Item = (usize, Role, &'t str)> + Clone,
+    max: usize,
+) -> Option<(usize, usize)> {
+    let chars = |i: usize| -> usize {
+        parts
+            .clone()
+            .filter(|p| p.0 == i)
+            .map(|p| p.2.chars().count())
+            .sum()
+    };
+    let long = |(i, bytes): (usize, usize)| {
+        if bytes <= max {
+            return None;
+        }
+        let n = chars(i);
+        (n > max).then_some((i, n))
+    };
+    // Parts come message by message: bytes are summed per run of one index.
+    let mut run: Option<(usize, usize)> = None;
+    for (i, _, t) in parts.clone() {
+        run = match run {
+            Some((j, bytes)) if j == i => Some((j, bytes + t.len())),
+            Some(done) => {
+                if let Some(hit) = long(done) {
+                    return Some(hit);
+                }
+                Some((i, t.len()))
+            }
+            None => Some((i, t.len())),
+        };
+    }
+    run.and_then(long)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ pub mod tokens;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use sluice_providers::{ChatRequest, ChatResponse, StreamEvent, Usage};
+use sluice_providers::{ChatRequest, ChatResponse, StreamEvent, TextRequest, Usage};
 
 pub use config::FiltersConfig;
 
@@ -55,6 +55,18 @@ impl FilterCx {
 pub trait Filter: Send + Sync {
     fn name(&self) -> &'static str;
     fn on_request(&mut self, _req: &mut ChatRequest, _cx: &mut FilterCx) -> Result<(), Reject> {
+        Ok(())
+    }
+    /// Whether `look` may stand in for `on_request` on this text-only
+    /// request: the filter would leave it as it is. No effect on the
+    /// request's state or findings; a filter that says no is given the
+    /// decoded request instead.
+    fn only_looks(&mut self, _req: &TextRequest<'_>) -> bool {
+        false
+    }
+    /// `on_request` for a request `only_looks` let through: same findings,
+    /// same refusals.
+    fn look(&mut self, _req: &TextRequest<'_>, _cx: &mut FilterCx) -> Result<(), Reject> {
         Ok(())
     }
     fn on_response(&mut self, _resp: &mut ChatResponse, _cx: &mut FilterCx) -> Result<(), Reject> {
@@ -162,6 +174,28 @@ impl ChainRun {
             out?;
         }
         Ok(())
+    }
+
+    /// Request side for a text-only request, in config order, when no
+    /// filter would change it; `None` when one would, and nothing ran: the
+    /// caller then decodes the request and calls `request`.
+    pub fn look(&mut self, req: &TextRequest<'_>) -> Option<Result<(), Reject>> {
+        let mut clock = Clock::start();
+        for (i, f) in self.filters.iter_mut().enumerate() {
+            let only = f.only_looks(req);
+            clock.lap(&mut self.cx, i);
+            if !only {
+                return None;
+            }
+        }
+        for (i, f) in self.filters.iter_mut().enumerate() {
+            let out = f.look(req, &mut self.cx);
+            clock.lap(&mut self.cx, i);
+            if out.is_err() {
+                return Some(out);
+            }
+        }
+        Some(Ok(()))
     }
 
     /// Bare texts (embeddings inputs, completion prompts), one user message

@@ -7,7 +7,7 @@ use std::num::NonZeroUsize;
 use std::sync::{LazyLock, Mutex};
 
 use lru::LruCache;
-use sluice_providers::{ChatRequest, ChatResponse, Part, StreamEvent, Usage};
+use sluice_providers::{ChatRequest, ChatResponse, Role, StreamEvent, TextRequest, Usage};
 use tiktoken_rs::CoreBPE;
 
 use crate::config::TokenCountConfig;
@@ -115,17 +115,9 @@ impl Counter {
     /// Prompt tokens of a chat request, with OpenAI's per-message framing
     /// (about 3 tokens a message and 3 to prime the reply).
     pub fn prompt(&self, req: &ChatRequest) -> u64 {
-        let mut n = 3;
-        for m in &req.messages {
-            n += 3;
-            for p in &m.content {
-                if let Part::Text(t) = p {
-                    n += self.count(t);
-                }
-            }
-            for c in &m.tool_calls {
-                n += self.count(&c.name) + self.count(&c.arguments);
-            }
+        let mut n = self.prompt_texts(req.messages.len(), req.text_parts());
+        for c in req.messages.iter().flat_map(|m| &m.tool_calls) {
+            n += self.count(&c.name) + self.count(&c.arguments);
         }
         for t in &req.tools {
             n += self.count(&t.name) + self.count(&t.parameters.to_string());
@@ -134,6 +126,16 @@ impl Counter {
             }
         }
         n
+    }
+
+    /// Prompt tokens of `messages` messages with these text parts and
+    /// nothing else (no tools, no tool calls).
+    pub fn prompt_texts<'t>(
+        &self,
+        messages: usize,
+        parts: impl Iterator<Item = (usize, Role, &'t str)>,
+    ) -> u64 {
+        3 + 3 * messages as u64 + parts.map(|(_, _, t)| self.count(t)).sum::<u64>()
     }
 }
 
@@ -187,6 +189,16 @@ impl Filter for TokenCount {
     fn on_request(&mut self, req: &mut ChatRequest, cx: &mut FilterCx) -> Result<(), Reject> {
         let c = self.counter(&cx.upstream_model);
         cx.prompt_estimate = Some(c.prompt(req));
+        Ok(())
+    }
+
+    fn only_looks(&mut self, _req: &TextRequest<'_>) -> bool {
+        true
+    }
+
+    fn look(&mut self, req: &TextRequest<'_>, cx: &mut FilterCx) -> Result<(), Reject> {
+        let c = self.counter(&cx.upstream_model);
+        cx.prompt_estimate = Some(c.prompt_texts(req.messages, req.text_parts()));
         Ok(())
     }
 

@@ -11,6 +11,7 @@ pub mod gemini;
 mod json;
 pub mod json_scan;
 mod json_write;
+pub mod look;
 pub mod openai;
 pub mod sse;
 pub mod translate;
@@ -21,5 +22,6 @@ pub use codec::{
 };
 pub use error::{CodecError, ErrorKind, ProviderError};
 pub use format::Format;
+pub use look::TextRequest;
 pub use sse::{SseEvent, SseParser};
 pub use translate::{EventHook, NoHook, StreamTranslator};

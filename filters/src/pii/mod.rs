@@ -10,7 +10,7 @@ use std::sync::Arc;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
-use sluice_providers::{ChatRequest, ChatResponse, Part, StreamEvent};
+use sluice_providers::{ChatRequest, ChatResponse, Part, StreamEvent, TextRequest};
 
 pub use detect::{iban_valid, luhn, ssn_valid, Detectors};
 use vault::{Restorer, Vault};
@@ -265,6 +265,17 @@ impl Filter for Pii {
                 blocked.join(", ")
             ),
         })
+    }
+
+    /// Only when nothing in the request is found: masking or blocking
+    /// needs the decoded request.
+    fn only_looks(&mut self, req: &TextRequest<'_>) -> bool {
+        req.text_parts()
+            .all(|(_, _, t)| self.detectors.find(t).is_empty())
+    }
+
+    fn look(&mut self, _req: &TextRequest<'_>, _cx: &mut FilterCx) -> Result<(), Reject> {
+        Ok(())
     }
 
     fn on_response(&mut self, resp: &mut ChatResponse, cx: &mut FilterCx) -> Result<(), Reject> {
