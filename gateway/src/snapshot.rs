@@ -21,10 +21,13 @@ pub struct Snapshot {
     pub models: HashMap<String, Arc<Model>>,
     /// Content rules evaluated before the requested model's pool.
     pub routes: Routes,
-    /// Every chat request is decoded whole (each model filters it, or
-    /// content rules read it): the decode comes first and stands in for
-    /// the probe's own pass.
+    /// Every chat request is decoded whole (content rules read it): the
+    /// decode comes first and stands in for the probe's own pass.
     pub decodes_chat: bool,
+    /// Every model filters chat requests: the probe reads the texts of a
+    /// text-only OpenAI request for filters that only look; the others
+    /// (streams, Anthropic's) are decoded first as above.
+    pub filters_chat: bool,
     /// Untranslated prefix routes, served by Pingora's own proxy flow.
     pub passthrough: Vec<Arc<PassRoute>>,
     /// `GET /v1/models` body, built once.

@@ -80,13 +80,13 @@ pub fn compile(
     };
     let mut names: Vec<&String> = raw.models.keys().collect();
     names.sort();
-    let decodes_chat = routes.needs_request()
-        || (!models.is_empty()
-            && models
-                .values()
-                .all(|m| !m.filters.is_empty() && !m.usage_only));
+    let filters_chat = !models.is_empty()
+        && models
+            .values()
+            .all(|m| !m.filters.is_empty() && !m.usage_only);
     Ok(Snapshot {
-        decodes_chat,
+        decodes_chat: routes.needs_request(),
+        filters_chat,
         max_request_body: raw.server.max_request_body.0,
         max_stream_event: raw.server.max_stream_event.0.max(1),
         access_log: raw.server.access_log,

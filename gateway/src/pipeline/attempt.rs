@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
-use sluice_providers::Format;
+use sluice_providers::{Format, TextRequest};
 
 use super::answer::{self, read_whole, total_timeout, upstream_error_response, Body, Read};
 use super::dispatch;
@@ -93,6 +93,7 @@ pub async fn run(
     session: &mut Session,
     ctx: &mut RequestCtx,
     input: &mut Input,
+    texts: Option<&TextRequest<'_>>,
     first: Arc<Model>,
 ) -> Result<(), GatewayError> {
     let mut cur = Cursor {
@@ -155,7 +156,7 @@ pub async fn run(
             let filtered = if first.usage_only && !input.stream {
                 Ok(())
             } else {
-                input.filter(&mut run)
+                input.filter(&mut run, texts)
             };
             ctx.filters = Some(run);
             filtered?;

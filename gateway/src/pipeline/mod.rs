@@ -193,8 +193,9 @@ async fn serve(
     if let Some(name) = &deployment {
         body = read::with_model(body, name);
     }
-    let (probe, decoded) = match decode_first(&snapshot, endpoint, &body) {
+    let (mut probe, decoded) = match decode_first(&snapshot, endpoint, &body) {
         Some((p, req)) => (p, Some(req)),
+        None if snapshot.filters_chat => (probe::probe_texts(endpoint, &body)?, None),
         None => (probe::probe(endpoint, &body)?, None),
     };
     ctx.stream = probe.stream;
@@ -226,7 +227,8 @@ async fn serve(
         return respond::json(session, 200, out, ctx).await;
     }
     admit::reserve(ctx, &model, body.len(), probe.max_tokens, probe.choices).await?;
-    attempt::run(gw, session, ctx, &mut input, model).await
+    let texts = probe.texts.take();
+    attempt::run(gw, session, ctx, &mut input, texts.as_ref(), model).await
 }
 
 /// A chat request decoded before routing, when it would be decoded anyway,
@@ -237,13 +239,27 @@ fn decode_first<'a>(
     endpoint: Endpoint,
     body: &'a [u8],
 ) -> Option<(probe::Probe<'a>, sluice_providers::ChatRequest)> {
-    if !snapshot.decodes_chat || !matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Messages)
-    {
+    let first = match endpoint {
+        Endpoint::ChatCompletions => {
+            snapshot.decodes_chat || (snapshot.filters_chat && streams(body))
+        }
+        Endpoint::Messages => snapshot.decodes_chat || snapshot.filters_chat,
+        _ => false,
+    };
+    if !first {
         return None;
     }
     let req = endpoint.format().codec().decode_request(body).ok()?;
     let probe = probe::from_decoded(body, &req)?;
     Some((probe, req))
+}
+
+/// Whether the request asks for a stream, by a scan that does not parse:
+/// filters decode streams (the encoder may have to ask for usage), so they
+/// skip the probe. A wrong guess costs a pass, never a different answer.
+fn streams(body: &[u8]) -> bool {
+    sluice_providers::json_scan::top_level_value(body, "stream")
+        .is_some_and(|at| body[at..].starts_with(b"true"))
 }
 
 /// The model that serves the request: the first content rule that matches,

@@ -3,14 +3,15 @@
 //! where the `model` value sits, so it can be swapped without re-serializing.
 
 use std::borrow::Cow;
-use std::fmt;
 use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use sluice_providers::ChatRequest;
+use sluice_providers::{ChatRequest, TextRequest};
+
+use self::messages::{Count, Messages, Texts};
 
 use super::read::Endpoint;
 use crate::errors::GatewayError;
@@ -25,6 +26,8 @@ pub struct Probe<'a> {
     pub max_tokens: Option<u64>,
     /// `n` or `best_of` (the larger): completions this request may produce.
     pub choices: u64,
+    /// The request's texts, when asked for and it holds text alone.
+    pub texts: Option<TextRequest<'a>>,
 }
 
 /// Reservations never count more than this per completion: no model writes
@@ -33,13 +36,12 @@ const MAX_RESERVED_TOKENS: u64 = 1 << 32;
 const MAX_CHOICES: u64 = 1 << 10;
 
 #[derive(Deserialize)]
-struct Fields<'a> {
+struct Fields<'a, M> {
     #[serde(borrow)]
     model: Option<&'a RawValue>,
     #[serde(default, deserialize_with = "stream_flag")]
     stream: Option<bool>,
-    #[serde(default, deserialize_with = "messages")]
-    messages: Option<usize>,
+    messages: Option<M>,
     #[serde(borrow)]
     prompt: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -59,69 +61,39 @@ fn stream_flag<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error
         .map_err(|e| de::Error::custom(format!("'stream' must be a boolean ({e})")))
 }
 
-/// Checks `messages` is an array of objects with a string `role`; returns the count.
-fn messages<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
-    struct Msgs;
-    impl<'de> Visitor<'de> for Msgs {
-        type Value = Option<usize>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("'messages' to be an array of message objects")
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut n = 0;
-            while seq.next_element::<Message>()?.is_some() {
-                n += 1;
-            }
-            Ok(Some(n))
-        }
-    }
-    d.deserialize_any(Msgs)
-}
-
-struct Message;
-
-impl<'de> Deserialize<'de> for Message {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Message;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("each item of 'messages' to be an object with a 'role'")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message, A::Error> {
-                let mut role = false;
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    if key == "role" {
-                        map.next_value::<Cow<'de, str>>().map_err(|_| {
-                            de::Error::custom("'role' of a message must be a string")
-                        })?;
-                        role = true;
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-                if role {
-                    Ok(Message)
-                } else {
-                    Err(de::Error::custom("every message needs a 'role'"))
-                }
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
 pub fn probe(endpoint: Endpoint, body: &[u8]) -> Result<Probe<'_>, GatewayError> {
+    probe_with::<Count>(endpoint, body, None)
+}
+
+/// `probe`, reading the texts of an OpenAI chat request too (for filters
+/// that only look): same answers, same errors. The body is checked to be
+/// UTF-8 once, whole, so the texts borrowed from it are not checked again
+/// one by one (about half the pass's cost on a 1 KB prompt).
+pub fn probe_texts(endpoint: Endpoint, body: &[u8]) -> Result<Probe<'_>, GatewayError> {
+    match (endpoint, std::str::from_utf8(body)) {
+        (Endpoint::ChatCompletions, Ok(text)) => {
+            probe_with::<Texts<'_>>(endpoint, body, Some(text))
+        }
+        _ => probe(endpoint, body),
+    }
+}
+
+/// `text` is `body` as a `str`, when the caller has checked it is one.
+fn probe_with<'a, M: Messages<'a>>(
+    endpoint: Endpoint,
+    body: &'a [u8],
+    text: Option<&'a str>,
+) -> Result<Probe<'a>, GatewayError> {
     if body.is_empty() {
         return Err(GatewayError::BadRequest(
             "The request body is empty; expected a JSON object".into(),
         ));
     }
-    let f: Fields<'_> = serde_json::from_slice(body)
-        .map_err(|e| GatewayError::BadRequest(format!("Invalid JSON body: {e}")))?;
+    let f: Fields<'_, M> = match text {
+        Some(text) => serde_json::from_str(text),
+        None => serde_json::from_slice(body),
+    }
+    .map_err(|e| GatewayError::BadRequest(format!("Invalid JSON body: {e}")))?;
     let raw = f.model.ok_or_else(|| {
         GatewayError::BadRequest("You must provide a model parameter ('model')".into())
     })?;
@@ -135,7 +107,7 @@ pub fn probe(endpoint: Endpoint, body: &[u8]) -> Result<Probe<'_>, GatewayError>
     let model_span = start..start + raw.get().len();
     match endpoint {
         Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::CountTokens => {
-            match f.messages {
+            match f.messages.as_ref().map(M::count) {
                 None => {
                     return Err(GatewayError::BadRequest(
                         "Missing required parameter: 'messages'".into(),
@@ -181,6 +153,7 @@ pub fn probe(endpoint: Endpoint, body: &[u8]) -> Result<Probe<'_>, GatewayError>
             .or(number(f.max_tokens))
             .map(|m| m.min(MAX_RESERVED_TOKENS)),
         choices,
+        texts: f.messages.and_then(M::texts),
     })
 }
 
@@ -220,6 +193,7 @@ pub fn from_decoded<'a>(body: &'a [u8], req: &ChatRequest) -> Option<Probe<'a>> 
         stream: req.stream,
         max_tokens: req.max_tokens.map(u64::from),
         choices: req.n.map_or(1, u64::from).clamp(1, MAX_CHOICES),
+        texts: None,
     })
 }
 
@@ -235,5 +209,6 @@ pub fn swap_model(body: &Bytes, span: Range<usize>, new_json: &[u8]) -> Bytes {
     out.freeze()
 }
 
+mod messages;
 #[cfg(test)]
 mod tests;

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use serde_json::json;
 use sluice_providers::{
-    ChatRequest, CodecError, EncodeOptions, Format, ProviderError, ResponseMeta,
+    ChatRequest, CodecError, EncodeOptions, Format, ProviderError, ResponseMeta, TextRequest,
 };
 
 use super::probe::{swap_model, Probe};
@@ -63,6 +63,9 @@ pub struct Input {
     filtered: bool,
     /// Filters changed the request, so the client's bytes no longer do.
     modified: bool,
+    /// Filters only looked, at the texts the probe read: the request was
+    /// not decoded, and its bytes stand.
+    looked: bool,
 }
 
 impl Input {
@@ -76,6 +79,7 @@ impl Input {
             chat: None,
             filtered: false,
             modified: false,
+            looked: false,
         }
     }
 
@@ -104,9 +108,21 @@ impl Input {
         Ok(self.chat.as_mut())
     }
 
-    /// Runs the request filters, once per request whatever the attempts.
-    pub fn filter(&mut self, run: &mut ChainRun) -> Result<(), GatewayError> {
+    /// Runs the request filters, once per request whatever the attempts:
+    /// over `texts` (the request's, read by the probe) when every filter
+    /// only looks, else over the decoded request.
+    pub fn filter(
+        &mut self,
+        run: &mut ChainRun,
+        texts: Option<&TextRequest<'_>>,
+    ) -> Result<(), GatewayError> {
         self.filtered = true;
+        if let Some(texts) = texts.filter(|_| self.chat.is_none() && !self.stream) {
+            if let Some(looked) = run.look(texts) {
+                self.looked = true;
+                return Ok(looked?);
+            }
+        }
         if let Some(req) = self.chat()? {
             run.request(req)?;
             self.modified = run.cx.request_modified;
@@ -147,6 +163,18 @@ impl Input {
             self.endpoint,
             Endpoint::ChatCompletions | Endpoint::Messages
         );
+        if same && self.looked {
+            // Only texts were read, so this is no stream: no usage to ask for.
+            return Ok(Prepared {
+                body: self.swapped(target),
+                path,
+                plan: Plan::Chat {
+                    upstream,
+                    include_usage: false,
+                },
+                dropped: None,
+            });
+        }
         if same && !(self.filtered && chat) {
             return Ok(Prepared {
                 body: self.swapped(target),

@@ -148,3 +148,172 @@ fn a_probe_from_the_decoded_request_agrees_or_steps_aside() {
         );
     }
 }
+
+fn texts(body: &str) -> Option<Vec<(usize, sluice_providers::Role, String)>> {
+    let p = probe_texts(Endpoint::ChatCompletions, body.as_bytes()).expect(body);
+    let t = p.texts?;
+    Some(
+        t.text_parts()
+            .map(|(i, r, s)| (i, r, s.to_string()))
+            .collect(),
+    )
+}
+
+#[test]
+fn texts_are_read_only_from_messages_of_text_alone() {
+    use sluice_providers::Role::*;
+    let t = texts(
+        r#"{"model":"m","messages":[{"role":"system","content":"be \"brief\""},
+        {"role":"user","name":"ann","content":[{"type":"text","text":"a"},{"text":"b","type":"text"}]},
+        {"role":"assistant","content":null},{"role":"developer"}],"temperature":1}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        t,
+        [
+            (0, System, "be \"brief\"".into()),
+            (1, User, "a".into()),
+            (1, User, "b".into())
+        ]
+    );
+    let unusual = [
+        r#"{"role":"user","content":[{"type":"image_url","image_url":{"url":"https://x"}}]}"#,
+        r#"{"role":"user","content":[{"type":"text","text":"a","cache_control":{}}]}"#,
+        r#"{"role":"user","content":[{"type":"text"}]}"#,
+        r#"{"role":"user","content":[{"type":"text","text":1}]}"#,
+        r#"{"role":"user","content":[{"type":"text","text":"a","text":"b"}]}"#,
+        r#"{"role":"user","content":["a"]}"#,
+        r#"{"role":"user","content":{"text":"a"}}"#,
+        r#"{"role":"user","content":7}"#,
+        r#"{"role":"user","content":"a","content":"b"}"#,
+        r#"{"role":"user","role":"user","content":"a"}"#,
+        r#"{"role":"user","name":3,"content":"a"}"#,
+        r#"{"role":"assistant","content":null,"tool_calls":[]}"#,
+        r#"{"role":"assistant","refusal":"no"}"#,
+        r#"{"role":"tool","tool_call_id":"c","content":"r"}"#,
+        r#"{"role":"bogus","content":"a"}"#,
+    ];
+    for m in unusual {
+        let body = format!(r#"{{"model":"m","messages":[{{"role":"user","content":"x"}},{m}]}}"#);
+        assert_eq!(texts(&body), None, "{m}");
+    }
+    // Other endpoints and non-UTF-8 bodies are probed as before, without texts.
+    let p = probe_texts(
+        Endpoint::Messages,
+        br#"{"model":"c","max_tokens":1,"messages":[{"role":"user","content":"x"}]}"#,
+    )
+    .unwrap();
+    assert!(p.texts.is_none());
+    let p = probe_texts(
+        Endpoint::ChatCompletions,
+        b"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\xff\"}]}",
+    )
+    .unwrap();
+    assert!(p.texts.is_none());
+}
+
+mod agreement {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    fn text() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(json!("plain")),
+            Just(json!("esc\"aped\n é")),
+            Just(json!(null)),
+            Just(json!(7)),
+            Just(json!({"x": [1]})),
+        ]
+    }
+
+    fn part() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            text().prop_map(|t| json!({"type": "text", "text": t})),
+            Just(json!({"type": "text", "text": "a", "extra": 1})),
+            Just(json!({"type": "refusal", "refusal": "no"})),
+            Just(json!({"type": "image_url", "image_url": "https://x/a.png"})),
+            Just(json!({"text": "no type"})),
+            Just(json!("not an object")),
+        ]
+    }
+
+    fn message() -> impl Strategy<Value = Value> {
+        let role = prop::sample::select(vec![
+            json!("system"),
+            json!("developer"),
+            json!("user"),
+            json!("assistant"),
+            json!("tool"),
+            json!("bogus"),
+            json!(1),
+        ]);
+        let content = prop_oneof![
+            text(),
+            prop::collection::vec(part(), 0..3).prop_map(Value::Array),
+        ];
+        (
+            prop::option::of(role),
+            prop::option::of(content),
+            prop::option::of(text()),
+            any::<bool>(),
+        )
+            .prop_map(|(role, content, name, call)| {
+                let mut m = serde_json::Map::new();
+                if let Some(r) = role {
+                    m.insert("role".into(), r);
+                }
+                if let Some(c) = content {
+                    m.insert("content".into(), c);
+                }
+                if let Some(n) = name {
+                    m.insert("name".into(), n);
+                }
+                if call {
+                    m.insert(
+                        "tool_calls".into(),
+                        json!([{"id": "c", "function": {"name": "f", "arguments": "{}"}}]),
+                    );
+                }
+                Value::Object(m)
+            })
+    }
+
+    proptest! {
+        /// Reading texts never changes the probe's answer or error; texts
+        /// are read only where the decoder succeeds, and they are the
+        /// decoded request's text parts.
+        #[test]
+        fn texts_agree_with_the_probe_and_the_decoder(
+            messages in prop::collection::vec(message(), 0..4),
+            stream in any::<bool>(),
+        ) {
+            let body = serde_json::to_vec(
+                &json!({"model": "m", "messages": messages, "stream": stream}),
+            )
+            .unwrap();
+            let plain = probe(Endpoint::ChatCompletions, &body);
+            let with = probe_texts(Endpoint::ChatCompletions, &body);
+            match (&plain, &with) {
+                (Ok(a), Ok(b)) => prop_assert_eq!(
+                    (&a.model, &a.model_span, a.stream, a.choices),
+                    (&b.model, &b.model_span, b.stream, b.choices)
+                ),
+                (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
+                _ => prop_assert!(false, "{:?} / {:?}", plain.is_ok(), with.is_ok()),
+            }
+            if let Some(texts) = with.ok().and_then(|p| p.texts) {
+                let req = sluice_providers::Format::OpenAi
+                    .codec()
+                    .decode_request(&body)
+                    .expect("texts read from a request the decoder refuses");
+                prop_assert_eq!(texts.messages, req.messages.len());
+                prop_assert!(req.tools.is_empty());
+                prop_assert!(req.messages.iter().all(|m| m.tool_calls.is_empty()));
+                let decoded: Vec<_> = req.text_parts().collect();
+                let read: Vec<_> = texts.text_parts().collect();
+                prop_assert_eq!(read, decoded);
+            }
+        }
+    }
+}
