@@ -171,24 +171,33 @@ pub fn record<'a>(ctx: &'a RequestCtx, id: &'a str, elapsed: std::time::Duration
     }
 }
 
-/// A reset time as OpenAI spells it; whole seconds up to a minute (the
-/// common case) come from a table, not a new string.
+/// A reset time as OpenAI spells it; whole seconds up to a minute and
+/// whole milliseconds under a second (the common cases: a bucket that
+/// refills fast resets within milliseconds) come from tables, not a new
+/// string.
 fn reset_value(d: std::time::Duration) -> http::HeaderValue {
-    static SECONDS: std::sync::LazyLock<Vec<http::HeaderValue>> = std::sync::LazyLock::new(|| {
-        (0..=60u64)
-            .map(|s| {
-                http::HeaderValue::try_from(format!("{s}s"))
-                    .unwrap_or(http::HeaderValue::from_static("0s"))
-            })
-            .collect()
+    use http::HeaderValue as V;
+    static TABLES: std::sync::LazyLock<[Vec<V>; 2]> = std::sync::LazyLock::new(|| {
+        let table = |n: u64, unit: &str| -> Vec<V> {
+            (0..n)
+                .map(|i| V::try_from(format!("{i}{unit}")).unwrap_or(V::from_static("0s")))
+                .collect()
+        };
+        [table(61, "s"), table(1000, "ms")]
     });
+    let [seconds, millis] = &*TABLES;
     let s = d.as_secs();
-    if d.subsec_nanos() == 0 || (1..60).contains(&s) {
-        if let Some(v) = SECONDS.get(s as usize + usize::from(d.subsec_nanos() > 0)) {
-            return v.clone();
-        }
+    let hit = if s == 0 && d.subsec_nanos() > 0 {
+        millis.get(d.subsec_millis() as usize)
+    } else if d.subsec_nanos() == 0 || s < 60 {
+        seconds.get(s as usize + usize::from(d.subsec_nanos() > 0))
+    } else {
+        None
+    };
+    match hit {
+        Some(v) => v.clone(),
+        None => V::try_from(fmt_duration(d)).unwrap_or(V::from_static("0s")),
     }
-    http::HeaderValue::try_from(fmt_duration(d)).unwrap_or(http::HeaderValue::from_static("0s"))
 }
 
 /// `x-sluice-request-id` and OpenAI's `x-ratelimit-*` headers.
@@ -243,6 +252,11 @@ mod tests {
         assert_eq!(reset_value(Duration::from_millis(12_300)), "13s");
         assert_eq!(reset_value(Duration::from_secs(60)), "60s");
         assert_eq!(reset_value(Duration::from_millis(300)), "300ms");
+        assert_eq!(reset_value(Duration::from_micros(1_500)), "1ms");
+        assert_eq!(reset_value(Duration::from_micros(999_999)), "999ms");
+        assert_eq!(reset_value(Duration::from_micros(400)), "0ms");
+        assert_eq!(reset_value(Duration::ZERO), "0s");
+        assert_eq!(reset_value(Duration::from_millis(60_500)), "1m0s");
         assert_eq!(reset_value(Duration::from_secs(3_700)), "1h1m40s");
     }
 }

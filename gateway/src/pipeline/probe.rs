@@ -97,8 +97,14 @@ fn probe_with<'a, M: Messages<'a>>(
     let raw = f.model.ok_or_else(|| {
         GatewayError::BadRequest("You must provide a model parameter ('model')".into())
     })?;
-    let model: Cow<'_, str> = serde_json::from_str(raw.get())
-        .map_err(|_| GatewayError::BadRequest("'model' must be a string".into()))?;
+    // Borrowed unless escaped (a `Cow<str>` would always be a new `String`).
+    let model: Cow<'_, str> = match serde_json::from_str::<&str>(raw.get()) {
+        Ok(name) => Cow::Borrowed(name),
+        Err(_) => Cow::Owned(
+            serde_json::from_str::<String>(raw.get())
+                .map_err(|_| GatewayError::BadRequest("'model' must be a string".into()))?,
+        ),
+    };
     if model.is_empty() {
         return Err(GatewayError::BadRequest("'model' must not be empty".into()));
     }

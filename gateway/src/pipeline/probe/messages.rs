@@ -129,12 +129,13 @@ impl<'de> Visitor<'de> for Message<'_, 'de> {
         let mut content = Vec::new();
         let mut plain = true;
         let mut seen_content = false;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match &*key {
+        // Keys and roles borrowed: `Cow<str>` would make each a `String`.
+        while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
+            match key.as_deref().unwrap_or_default() {
                 "role" => {
-                    let r = map
-                        .next_value::<Cow<'de, str>>()
-                        .map_err(|_| de::Error::custom("'role' of a message must be a string"))?;
+                    let Str(Some(r)) = map.next_value::<Str<'de>>()? else {
+                        return Err(de::Error::custom("'role' of a message must be a string"));
+                    };
                     // The decoder refuses a second one: decoded, it answers.
                     plain &= role.replace(r).is_none();
                 }
@@ -238,9 +239,9 @@ impl<'de> Deserialize<'de> for TextPart<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let (mut kind, mut text, mut plain) = (None, None, true);
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
                     let value = map.next_value::<Str<'de>>()?.0;
-                    match &*key {
+                    match key.as_deref().unwrap_or_default() {
                         "type" if kind.is_none() => kind = value,
                         "text" if text.is_none() => text = value,
                         _ => plain = false,
