@@ -189,12 +189,9 @@ impl Filter for Guard {
         self.check(req.messages.len(), req.tools.len(), req.text_parts(), cx)
     }
 
-    fn only_looks(&mut self, _req: &TextRequest<'_>) -> bool {
-        true
-    }
-
-    fn look(&mut self, req: &TextRequest<'_>, cx: &mut FilterCx) -> Result<(), Reject> {
-        self.check(req.messages, 0, req.text_parts(), cx)
+    fn look(&mut self, req: &TextRequest<'_>, cx: &mut FilterCx) -> Result<bool, Reject> {
+        self.check(req.messages, 0, req.text_parts(), cx)?;
+        Ok(true)
     }
 }
 

@@ -57,17 +57,12 @@ pub trait Filter: Send + Sync {
     fn on_request(&mut self, _req: &mut ChatRequest, _cx: &mut FilterCx) -> Result<(), Reject> {
         Ok(())
     }
-    /// Whether `look` may stand in for `on_request` on this text-only
-    /// request: the filter would leave it as it is. No effect on the
-    /// request's state or findings; a filter that says no is given the
-    /// decoded request instead.
-    fn only_looks(&mut self, _req: &TextRequest<'_>) -> bool {
-        false
-    }
-    /// `on_request` for a request `only_looks` let through: same findings,
-    /// same refusals.
-    fn look(&mut self, _req: &TextRequest<'_>, _cx: &mut FilterCx) -> Result<(), Reject> {
-        Ok(())
+    /// `on_request` for a text-only request, when the filter would leave
+    /// it as it is: the same findings and refusals, and `Ok(true)`. A
+    /// filter that would change it answers `Ok(false)` before it changed
+    /// anything in `cx`, and is then given the decoded request.
+    fn look(&mut self, _req: &TextRequest<'_>, _cx: &mut FilterCx) -> Result<bool, Reject> {
+        Ok(false)
     }
     fn on_response(&mut self, _resp: &mut ChatResponse, _cx: &mut FilterCx) -> Result<(), Reject> {
         Ok(())
@@ -177,22 +172,28 @@ impl ChainRun {
     }
 
     /// Request side for a text-only request, in config order, when no
-    /// filter would change it; `None` when one would, and nothing ran: the
-    /// caller then decodes the request and calls `request`.
+    /// filter would change it; `None` when one would, with what the filters
+    /// before it found undone: the caller then decodes the request and
+    /// calls `request`. One clock read a filter, as in `request`.
     pub fn look(&mut self, req: &TextRequest<'_>) -> Option<Result<(), Reject>> {
         let mut clock = Clock::start();
-        for (i, f) in self.filters.iter_mut().enumerate() {
-            let only = f.only_looks(req);
-            clock.lap(&mut self.cx, i);
-            if !only {
-                return None;
-            }
-        }
+        let (headers, detections, estimate) = (
+            self.cx.headers.len(),
+            self.cx.detections.clone(),
+            self.cx.prompt_estimate,
+        );
         for (i, f) in self.filters.iter_mut().enumerate() {
             let out = f.look(req, &mut self.cx);
             clock.lap(&mut self.cx, i);
-            if out.is_err() {
-                return Some(out);
+            match out {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.cx.headers.truncate(headers);
+                    self.cx.detections = detections;
+                    self.cx.prompt_estimate = estimate;
+                    return None;
+                }
+                Err(e) => return Some(Err(e)),
             }
         }
         Some(Ok(()))

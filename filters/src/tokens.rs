@@ -192,14 +192,10 @@ impl Filter for TokenCount {
         Ok(())
     }
 
-    fn only_looks(&mut self, _req: &TextRequest<'_>) -> bool {
-        true
-    }
-
-    fn look(&mut self, req: &TextRequest<'_>, cx: &mut FilterCx) -> Result<(), Reject> {
+    fn look(&mut self, req: &TextRequest<'_>, cx: &mut FilterCx) -> Result<bool, Reject> {
         let c = self.counter(&cx.upstream_model);
         cx.prompt_estimate = Some(c.prompt_texts(req.messages, req.text_parts()));
-        Ok(())
+        Ok(true)
     }
 
     fn on_response(&mut self, resp: &mut ChatResponse, cx: &mut FilterCx) -> Result<(), Reject> {

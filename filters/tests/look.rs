@@ -1,6 +1,7 @@
 //! Filters that only look at a text-only request find and refuse exactly
 //! what they find and refuse in the decoded request, and step aside (the
-//! request is then decoded) whenever they would change it.
+//! request is then decoded, nothing they found kept) whenever they would
+//! change it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::borrow::Cow;
@@ -93,6 +94,9 @@ proptest! {
             // Stepping aside is for requests the PII filter changes or
             // refuses for what it found.
             None => {
+                prop_assert!(looking.cx.headers.is_empty());
+                prop_assert!(looking.cx.detections.is_empty());
+                prop_assert_eq!(looking.cx.prompt_estimate, None);
                 let mut alone = pii.start("gpt-4o");
                 let answer = alone.request(&mut req.clone());
                 prop_assert!(

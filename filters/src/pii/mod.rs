@@ -267,15 +267,12 @@ impl Filter for Pii {
         })
     }
 
-    /// Only when nothing in the request is found: masking or blocking
-    /// needs the decoded request.
-    fn only_looks(&mut self, req: &TextRequest<'_>) -> bool {
-        req.text_parts()
-            .all(|(_, _, t)| self.detectors.find(t).is_empty())
-    }
-
-    fn look(&mut self, _req: &TextRequest<'_>, _cx: &mut FilterCx) -> Result<(), Reject> {
-        Ok(())
+    /// Looks only when nothing in the request is found: masking or
+    /// blocking needs the decoded request.
+    fn look(&mut self, req: &TextRequest<'_>, _cx: &mut FilterCx) -> Result<bool, Reject> {
+        Ok(req
+            .text_parts()
+            .all(|(_, _, t)| self.detectors.find(t).is_empty()))
     }
 
     fn on_response(&mut self, resp: &mut ChatResponse, cx: &mut FilterCx) -> Result<(), Reject> {

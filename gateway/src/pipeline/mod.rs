@@ -258,8 +258,10 @@ fn decode_first<'a>(
 /// filters decode streams (the encoder may have to ask for usage), so they
 /// skip the probe. A wrong guess costs a pass, never a different answer.
 fn streams(body: &[u8]) -> bool {
-    sluice_providers::json_scan::top_level_value(body, "stream")
-        .is_some_and(|at| body[at..].starts_with(b"true"))
+    // Most requests that do not stream never name the key: one SIMD search.
+    memchr::memmem::find(body, b"\"stream\"").is_some()
+        && sluice_providers::json_scan::top_level_value(body, "stream")
+            .is_some_and(|at| body[at..].starts_with(b"true"))
 }
 
 /// The model that serves the request: the first content rule that matches,
