@@ -64,22 +64,13 @@ struct RawDetails {
 /// The usage of a response without building the rest: other fields are
 /// skipped, not allocated.
 pub fn usage_only(body: &[u8]) -> Option<Usage> {
-    use crate::json_scan::{closes_object, last_member, top_level_value};
+    use crate::json_scan::{last_member, top_level_value};
     // Fastest: `usage` is the last member (OpenAI and most servers put it
     // there). Fast: find the top-level `usage` by a byte scan. Either way
     // only the usage object is parsed.
-    let last = last_member(body, "usage").and_then(|at| {
-        let mut values =
-            serde_json::Deserializer::from_slice(&body[at..]).into_iter::<Option<RawUsage>>();
-        let u = values.next()?.ok()?;
-        closes_object(&body[at + values.byte_offset()..]).then_some(u)
-    });
-    let scanned = last.or_else(|| {
-        top_level_value(body, "usage").and_then(|at| {
-            let mut de = serde_json::Deserializer::from_slice(&body[at..]);
-            <Option<RawUsage> as serde::Deserialize>::deserialize(&mut de).ok()
-        })
-    });
+    let scanned = last_member(body, "usage")
+        .and_then(|at| usage_at(&body[at..], true))
+        .or_else(|| top_level_value(body, "usage").and_then(|at| usage_at(&body[at..], false)));
     let u = match scanned {
         Some(u) => u?,
         None => serde_json::from_slice::<UsageOnly>(body).ok()?.usage?,
@@ -90,6 +81,25 @@ pub fn usage_only(body: &[u8]) -> Option<Usage> {
         cache_read_tokens: u.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
         cache_creation_tokens: 0,
     })
+}
+
+/// The usage value at the start of `rest`; `last`: only if the object
+/// closes right after it. A dozen keys are read as `str`s: checking `rest`
+/// is UTF-8 once costs less than checking each of them.
+fn usage_at(rest: &[u8], last: bool) -> Option<Option<RawUsage>> {
+    fn parse<'de, R: serde_json::de::Read<'de>>(
+        de: serde_json::Deserializer<R>,
+        rest: &[u8],
+        last: bool,
+    ) -> Option<Option<RawUsage>> {
+        let mut values = de.into_iter::<Option<RawUsage>>();
+        let u = values.next()?.ok()?;
+        (!last || crate::json_scan::closes_object(&rest[values.byte_offset()..])).then_some(u)
+    }
+    match std::str::from_utf8(rest) {
+        Ok(text) => parse(serde_json::Deserializer::from_str(text), rest, last),
+        Err(_) => parse(serde_json::Deserializer::from_slice(rest), rest, last),
+    }
 }
 
 pub fn usage_json(u: &Usage) -> Value {
