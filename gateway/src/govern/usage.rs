@@ -126,6 +126,10 @@ struct Files {
     /// a note may go only once its final record is in the log.
     pending: Vec<u8>,
     pending_gens: Vec<u64>,
+    /// The next write-ahead file, made ahead by the flush thread under a
+    /// name readers skip: a request that fills the current one then waits
+    /// for a rename, not for megabytes of zeros.
+    spare: Option<Segment>,
 }
 
 pub struct UsageLog {
@@ -165,6 +169,14 @@ fn append(path: &Path) -> Result<File, String> {
 fn segment(path: &Path, gen: u64) -> Result<Segment, String> {
     let wal = wal_path(path, gen);
     Segment::create(&wal, WAL_SIZE).map_err(|e| io("cannot create", &wal, e))
+}
+
+/// `usage.jsonl` → `usage.jsonl.wal-spare`: not a generation, so never
+/// read back.
+fn spare_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".wal-spare");
+    PathBuf::from(name)
 }
 
 /// `usage.jsonl` → `usage.jsonl.wal.<gen>`.
@@ -247,6 +259,8 @@ impl UsageLog {
         for (_, p) in &wals {
             std::fs::remove_file(p).map_err(|e| io("cannot remove", p, e))?;
         }
+        // A spare left by the last run holds nothing: made anew when needed.
+        let _ = std::fs::remove_file(spare_path(&path));
         let wal_gen = wals.last().map_or(0, |(g, _)| g + 1);
         let wal = segment(&path, wal_gen)?;
         let log_len = log.metadata().map(|m| m.len()).unwrap_or(0);
@@ -265,6 +279,7 @@ impl UsageLog {
                 notes_failed: false,
                 pending: Vec::with_capacity(FLUSH_AT + 4096),
                 pending_gens: Vec::new(),
+                spare: None,
             }),
             waiting: AtomicBool::new(false),
             halted: AtomicBool::new(false),
@@ -284,6 +299,7 @@ impl UsageLog {
                     if let Err(e) = log.flush() {
                         tracing::error!("{e}");
                     }
+                    log.make_spare();
                     since_sync += FLUSH_EVERY;
                     if fsync == Fsync::Interval && since_sync >= Duration::from_secs(1) {
                         since_sync = Duration::ZERO;
@@ -453,11 +469,35 @@ impl UsageLog {
         Ok(())
     }
 
+    /// Makes the spare write-ahead file once the current one is half full.
+    /// Outside the lock: only this thread makes spares, and a spare is
+    /// named apart until it is taken.
+    fn make_spare(&self) {
+        {
+            let f = self.lock();
+            if f.spare.is_some() || f.wal.len() < WAL_ROTATE / 2 {
+                return;
+            }
+        }
+        let path = spare_path(&self.path);
+        match Segment::create(&path, WAL_SIZE) {
+            Ok(s) => self.lock().spare = Some(s),
+            Err(e) => tracing::warn!("{}", io("cannot create", &path, e)),
+        }
+    }
+
     /// Starts the next write-ahead generation; the current one is deleted
     /// now if nothing in it is open, else when its last request ends.
     fn next_wal(&self, f: &mut Files) -> Result<(), String> {
         let next = f.wal_gen + 1;
-        f.wal = segment(&self.path, next)?;
+        let wal = wal_path(&self.path, next);
+        f.wal = match f.spare.take() {
+            Some(spare) => match std::fs::rename(spare_path(&self.path), &wal) {
+                Ok(()) => spare,
+                Err(_) => segment(&self.path, next)?,
+            },
+            None => segment(&self.path, next)?,
+        };
         if !f.open.contains_key(&f.wal_gen) {
             let _ = std::fs::remove_file(wal_path(&self.path, f.wal_gen));
         }
@@ -653,6 +693,50 @@ mod tests {
         log.end(&rec("held", 1).entry(), Some(held)).unwrap();
         log.flush().unwrap();
         assert_eq!(wals(), 1);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_spare_write_ahead_file_becomes_the_next_generation() {
+        let d = tmpdir("spare");
+        let path = d.join("usage.jsonl");
+        {
+            let (log, _) = UsageLog::open(&cfg(&d, 1 << 30)).unwrap();
+            log.halt();
+            let mut big = rec("x", 1);
+            big.model = Some("m".repeat(4000));
+            let mut i = 0;
+            let mut note = |log: &UsageLog| {
+                i += 1;
+                big.request_id = format!("r{i}");
+                log.begin(&big.entry()).unwrap()
+            };
+            log.make_spare();
+            assert!(!spare_path(&path).exists(), "made before half full");
+            while log.lock().wal.len() < WAL_ROTATE / 2 {
+                note(&log);
+                log.commit().unwrap();
+            }
+            log.make_spare();
+            assert!(spare_path(&path).exists());
+            // Never read back as a generation.
+            assert_eq!(wal_files(&path).len(), 1);
+            while log.lock().wal_gen == 0 {
+                note(&log);
+            }
+            // Taken by the rotation, under the generation's name.
+            assert!(!spare_path(&path).exists());
+            assert!(log.lock().spare.is_none());
+            log.begin(&rec("in-spare", 5).entry()).unwrap();
+            log.commit().unwrap();
+            std::mem::forget(log);
+        }
+        let back = reopened(&d);
+        assert!(
+            back.contains(&("in-spare".into(), 5, true)),
+            "{}",
+            back.len()
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 }
