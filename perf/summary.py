@@ -3,7 +3,8 @@
 Usage: summary.py OUT REPS NAME=LABEL... [--vs NAME]
 Reads OUT/NAME-1.json … OUT/NAME-REPS.json (sluice-bench --out files) for
 each NAME and prints req/s, p50, p99 and errors per row; with --vs, also
-each row's req/s as a ratio of that row's.
+each row's req/s as a ratio of that row's, and the time each request
+takes more than there (1/req/s apart, on the one core Sluice has).
 """
 import json
 import statistics
@@ -22,9 +23,11 @@ def main(argv):
     runs = {n: [json.load(open(f"{out}/{n}-{i}.json")) for i in range(1, reps + 1)] for n, _ in rows}
     med = lambda name, f: statistics.median(f(r) for r in runs[name])
     rps = {n: med(n, lambda r: r["rps"]) for n, _ in rows}
-    head = "| | req/s | p50 µs | p99 µs | errors |" + (f" vs {dict(rows)[base]} |" if base else "")
+    head = "| | req/s | p50 µs | p99 µs | errors |"
+    if base:
+        head += f" vs {dict(rows)[base]} | µs per request added |"
     print(head)
-    print("|---" * (5 + bool(base)) + "|")
+    print("|---" * (5 + 2 * bool(base)) + "|")
     for n, label in rows:
         line = (
             f"| {label} | {rps[n]:.0f} | {med(n, lambda r: r['latency']['p50_us']):.0f} | "
@@ -32,7 +35,7 @@ def main(argv):
             f"{sum(sum(r['errors'].values()) for r in runs[n])} |"
         )
         if base:
-            line += f" {rps[n] / rps[base]:.2f} |"
+            line += f" {rps[n] / rps[base]:.2f} | {1e6 / rps[n] - 1e6 / rps[base]:+.1f} |"
         print(line)
     print(f"\n(medians of {reps} runs)")
 
