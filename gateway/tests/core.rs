@@ -482,7 +482,7 @@ async fn metrics_count_requests_latency_and_stream_ttfb() {
     .await;
     // The last request is counted a moment before it leaves the in-flight
     // gauge: read once both have settled.
-    let m = gw.metrics_when("sluice_requests_in_flight", 0.0).await;
+    let m = gw.metrics_at("sluice_requests_in_flight", 0.0).await;
     let route = "{model=\"demo\",provider=\"up\"}";
     assert_eq!(
         sample(

@@ -217,6 +217,14 @@ keys:
     // 600 reserved, 16 + a few used: the next 600 fits after settlement.
     let r = post(gw.addr, "/v1/chat/completions", &key, body(600).as_bytes()).await;
     assert_eq!(r.status, 200);
+    // A request settles just after its answer goes out, before it is
+    // counted: wait for the count (the next request may come on another
+    // connection, served while this one still settles).
+    gw.metrics_when(
+        "sluice_requests_total{model=\"demo\",provider=\"up\",status=\"200\"}",
+        1.0,
+    )
+    .await;
     let r = post(gw.addr, "/v1/chat/completions", &key, body(600).as_bytes()).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let left: u64 = r

@@ -157,10 +157,20 @@ impl Gateway {
     /// `/metrics` once `sample` reaches `at_least` (requests are recorded
     /// just after their response is sent), or after 3 s.
     pub async fn metrics_when(&self, sample: &str, at_least: f64) -> String {
+        self.metrics_until(sample, |v| v >= at_least).await
+    }
+
+    /// `/metrics` once `sample` is `value` (a gauge going back down), or
+    /// after 3 s.
+    pub async fn metrics_at(&self, sample: &str, value: f64) -> String {
+        self.metrics_until(sample, |v| v == value).await
+    }
+
+    async fn metrics_until(&self, sample: &str, done: impl Fn(f64) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(3);
         loop {
             let m = self.metrics().await;
-            if sample_or_zero(&m, sample) >= at_least || Instant::now() > deadline {
+            if done(sample_or_zero(&m, sample)) || Instant::now() > deadline {
                 return m;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
