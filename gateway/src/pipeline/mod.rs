@@ -241,9 +241,13 @@ fn decode_first<'a>(
 ) -> Option<(probe::Probe<'a>, sluice_providers::ChatRequest)> {
     let first = match endpoint {
         Endpoint::ChatCompletions => {
-            snapshot.decodes_chat || (snapshot.filters_chat && streams(body))
+            snapshot.decodes_chat
+                || (snapshot.filters_chat && streams(body))
+                || translated(snapshot, endpoint, body)
         }
-        Endpoint::Messages => snapshot.decodes_chat || snapshot.filters_chat,
+        Endpoint::Messages => {
+            snapshot.decodes_chat || snapshot.filters_chat || translated(snapshot, endpoint, body)
+        }
         _ => false,
     };
     if !first {
@@ -252,6 +256,30 @@ fn decode_first<'a>(
     let req = endpoint.format().codec().decode_request(body).ok()?;
     let probe = probe::from_decoded(body, &req)?;
     Some((probe, req))
+}
+
+/// Whether the model the request names (read by a scan that does not
+/// parse) has no target in the client's format, so the request will be
+/// decoded to be translated whatever happens. A wrong guess costs a pass,
+/// never a different answer.
+fn translated(snapshot: &Snapshot, endpoint: Endpoint, body: &[u8]) -> bool {
+    let Some(at) = sluice_providers::json_scan::top_level_value(body, "model") else {
+        return false;
+    };
+    let Some(rest) = body[at..].strip_prefix(b"\"") else {
+        return false;
+    };
+    // A name with escapes is left to the probe.
+    let Some(end) = memchr::memchr2(b'"', b'\\', rest).filter(|&k| rest[k] == b'"') else {
+        return false;
+    };
+    let inbound = endpoint.format();
+    std::str::from_utf8(&rest[..end])
+        .ok()
+        .and_then(|name| snapshot.models.get(name))
+        .is_some_and(|m| {
+            !m.targets.is_empty() && m.targets.iter().all(|t| t.provider.format != inbound)
+        })
 }
 
 /// Whether the request asks for a stream, by a scan that does not parse:
