@@ -29,7 +29,7 @@ filters:
   pii:
     action: reversible
     custom: [ {{ name: employee_id, regex: \"EMP-[0-9]{{6}}\", action: block }} ]
-  guardrails: {{ prompt_injection: block, max_messages: 10 }}
+  guardrails: {{ prompt_injection: block, max_messages: 10, max_tools: 1 }}
 models:
   gpt-4o:
     targets: [ {{ provider: up, model: gpt-4o }} ]
@@ -199,6 +199,20 @@ async fn guardrails_and_pii_blocks_answer_in_the_clients_format() {
     .await;
     assert_eq!(r.status, 400);
     assert_eq!(error_json(&r)["error"]["code"], "prompt_injection");
+    // Tools count against the limit even when the messages hold text alone
+    // (and the filters see the request through its texts).
+    let tool = json!({"type": "function", "function": {"name": "f", "parameters": {}}});
+    let body = json!({"model": "gpt-4o", "tools": [tool, tool],
+        "messages": [{"role": "user", "content": "hello"}]});
+    let r = post(
+        gw.addr,
+        "/v1/chat/completions",
+        &[],
+        body.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(error_json(&r)["error"]["code"], "input_limit");
     let body = json!({"model": "claude", "max_tokens": 10, "messages": [{"role": "user", "content": "my id is EMP-123456"}]});
     let r = post(gw.addr, "/v1/messages", &[], body.to_string().as_bytes()).await;
     assert_eq!(r.status, 400);

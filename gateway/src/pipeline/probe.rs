@@ -42,6 +42,10 @@ struct Fields<'a, M> {
     #[serde(default, deserialize_with = "stream_flag")]
     stream: Option<bool>,
     messages: Option<M>,
+    /// Declared tools: filters count and limit them, so a request with
+    /// them is decoded, not seen through its texts.
+    #[serde(borrow)]
+    tools: Option<&'a RawValue>,
     #[serde(borrow)]
     prompt: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -159,7 +163,7 @@ fn probe_with<'a, M: Messages<'a>>(
             .or(number(f.max_tokens))
             .map(|m| m.min(MAX_RESERVED_TOKENS)),
         choices,
-        texts: f.messages.and_then(M::texts),
+        texts: f.messages.and_then(M::texts).filter(|_| f.tools.is_none()),
     })
 }
 

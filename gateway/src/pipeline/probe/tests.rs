@@ -197,6 +197,11 @@ fn texts_are_read_only_from_messages_of_text_alone() {
         let body = format!(r#"{{"model":"m","messages":[{{"role":"user","content":"x"}},{m}]}}"#);
         assert_eq!(texts(&body), None, "{m}");
     }
+    // Declared tools are counted and limited by filters: decoded.
+    assert_eq!(
+        texts(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[]}"#),
+        None
+    );
     // Other endpoints and non-UTF-8 bodies are probed as before, without texts.
     let p = probe_texts(
         Endpoint::Messages,
@@ -287,11 +292,13 @@ mod agreement {
         fn texts_agree_with_the_probe_and_the_decoder(
             messages in prop::collection::vec(message(), 0..4),
             stream in any::<bool>(),
+            tools in any::<bool>(),
         ) {
-            let body = serde_json::to_vec(
-                &json!({"model": "m", "messages": messages, "stream": stream}),
-            )
-            .unwrap();
+            let mut o = json!({"model": "m", "messages": messages, "stream": stream});
+            if tools {
+                o["tools"] = json!([{"type": "function", "function": {"name": "f", "parameters": {}}}]);
+            }
+            let body = serde_json::to_vec(&o).unwrap();
             let plain = probe(Endpoint::ChatCompletions, &body);
             let with = probe_texts(Endpoint::ChatCompletions, &body);
             match (&plain, &with) {
