@@ -98,9 +98,9 @@ fn map(file: &File) -> io::Result<MmapMut> {
     // appends zeros to it (then maps it anew) or deletes it, which keeps
     // the pages of an open mapping valid. Another process truncating the
     // usage log's files would fault this one, as with any mapped file.
-    // Populated: its pages are mapped now, not faulted in one by one by
-    // the requests whose notes first touch them.
-    unsafe { memmap2::MmapOptions::new().populate().map_mut(file) }
+    // Not populated: Linux populates a shared mapping read-only, so the
+    // first write to each page would fault all the same.
+    unsafe { MmapMut::map_mut(file) }
 }
 
 /// The part of a write-ahead file's bytes that holds notes.
