@@ -28,6 +28,9 @@ pub struct Snapshot {
     /// text-only OpenAI request for filters that only look; the others
     /// (streams, Anthropic's) are decoded first as above.
     pub filters_chat: bool,
+    /// Client formats some model has no target in: only their requests are
+    /// scanned for a model that translates (see `pipeline::decode_first`).
+    pub translates_from: Vec<sluice_providers::Format>,
     /// Untranslated prefix routes, served by Pingora's own proxy flow.
     pub passthrough: Vec<Arc<PassRoute>>,
     /// `GET /v1/models` body, built once.
@@ -55,6 +58,14 @@ pub struct Model {
     /// The only filter is the token counter governance needs: a whole
     /// same-format answer then gives its usage without decoding anything.
     pub usage_only: bool,
+}
+
+impl Model {
+    /// No target takes requests in `client`'s format: every request from
+    /// it is translated.
+    pub fn translates_from(&self, client: sluice_providers::Format) -> bool {
+        !self.targets.is_empty() && self.targets.iter().all(|t| t.provider.format != client)
+    }
 }
 
 pub struct Target {

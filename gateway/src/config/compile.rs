@@ -84,9 +84,14 @@ pub fn compile(
         && models
             .values()
             .all(|m| !m.filters.is_empty() && !m.usage_only);
+    let translates_from = [Format::OpenAi, Format::Anthropic]
+        .into_iter()
+        .filter(|&f| models.values().any(|m| m.translates_from(f)))
+        .collect();
     Ok(Snapshot {
         decodes_chat: routes.needs_request(),
         filters_chat,
+        translates_from,
         max_request_body: raw.server.max_request_body.0,
         max_stream_event: raw.server.max_stream_event.0.max(1),
         access_log: raw.server.access_log,

@@ -263,6 +263,10 @@ fn decode_first<'a>(
 /// decoded to be translated whatever happens. A wrong guess costs a pass,
 /// never a different answer.
 fn translated(snapshot: &Snapshot, endpoint: Endpoint, body: &[u8]) -> bool {
+    let inbound = endpoint.format();
+    if !snapshot.translates_from.contains(&inbound) {
+        return false;
+    }
     let Some(at) = sluice_providers::json_scan::top_level_value(body, "model") else {
         return false;
     };
@@ -273,13 +277,10 @@ fn translated(snapshot: &Snapshot, endpoint: Endpoint, body: &[u8]) -> bool {
     let Some(end) = memchr::memchr2(b'"', b'\\', rest).filter(|&k| rest[k] == b'"') else {
         return false;
     };
-    let inbound = endpoint.format();
     std::str::from_utf8(&rest[..end])
         .ok()
         .and_then(|name| snapshot.models.get(name))
-        .is_some_and(|m| {
-            !m.targets.is_empty() && m.targets.iter().all(|t| t.provider.format != inbound)
-        })
+        .is_some_and(|m| m.translates_from(inbound))
 }
 
 /// Whether the request asks for a stream, by a scan that does not parse:
