@@ -130,10 +130,10 @@ impl<'de> Visitor<'de> for Message<'_, 'de> {
         let mut plain = true;
         let mut seen_content = false;
         // Keys and roles borrowed: `Cow<str>` would make each a `String`.
-        while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
-            match key.as_deref().unwrap_or_default() {
+        while let Some(key) = map.next_key::<Loose<'de>>()? {
+            match key.str().as_deref().unwrap_or_default() {
                 "role" => {
-                    let Str(Some(r)) = map.next_value::<Str<'de>>()? else {
+                    let Loose::Str(r) = map.next_value::<Loose<'de>>()? else {
                         return Err(de::Error::custom("'role' of a message must be a string"));
                     };
                     // The decoder refuses a second one: decoded, it answers.
@@ -147,8 +147,8 @@ impl<'de> Visitor<'de> for Message<'_, 'de> {
                 // A name changes nothing the filters read; the decoder
                 // refuses one that is not a string.
                 "name" if reading => {
-                    let name = map.next_value::<Option<Str<'de>>>()?;
-                    plain &= matches!(name, None | Some(Str(Some(_))));
+                    let name = map.next_value::<Option<Loose<'de>>>()?;
+                    plain &= matches!(name, None | Some(Loose::Str(_)));
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -210,9 +210,9 @@ impl<'de> Visitor<'de> for Content<'_, 'de> {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
         let mut plain = true;
-        while let Some(text) = seq.next_element::<TextPart<'de>>()? {
-            match text.0 {
-                Some(t) if plain => self.0.push(t),
+        while let Some(part) = seq.next_element::<Loose<'de>>()? {
+            match part {
+                Loose::Part(Some(t)) if plain => self.0.push(t),
                 _ => plain = false,
             }
         }
@@ -225,87 +225,66 @@ impl<'de> Visitor<'de> for Content<'_, 'de> {
     scalars!(false);
 }
 
-/// `{"type": "text", "text": "…"}` and nothing else gives its text; any
-/// other value is read through and gives `None`.
-struct TextPart<'de>(Option<Cow<'de, str>>);
+/// Any JSON value, read through: a string is kept (borrowed when it has no
+/// escapes), and an object that is `{"type": "text", "text": "…"}` and
+/// nothing else gives its text.
+enum Loose<'de> {
+    Str(Cow<'de, str>),
+    /// An object, and its text when it is a text part.
+    Part(Option<Cow<'de, str>>),
+    Other,
+}
 
-impl<'de> Deserialize<'de> for TextPart<'de> {
+impl<'de> Loose<'de> {
+    fn str(self) -> Option<Cow<'de, str>> {
+        match self {
+            Loose::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Loose<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = TextPart<'de>;
+            type Value = Loose<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("any JSON value")
             }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(Loose::Str(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(Loose::Str(Cow::Owned(s.to_string())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
+                Ok(Loose::Str(Cow::Owned(s)))
+            }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let (mut kind, mut text, mut plain) = (None, None, true);
-                while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
-                    let value = map.next_value::<Str<'de>>()?.0;
-                    match key.as_deref().unwrap_or_default() {
+                while let Some(key) = map.next_key::<Loose<'de>>()? {
+                    let value = map.next_value::<Loose<'de>>()?.str();
+                    match key.str().as_deref().unwrap_or_default() {
                         "type" if kind.is_none() => kind = value,
                         "text" if text.is_none() => text = value,
                         _ => plain = false,
                     }
                 }
                 let text = text.filter(|_| plain && kind.as_deref() == Some("text"));
-                Ok(TextPart(text))
+                Ok(Loose::Part(text))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-                drain_seq(seq)?;
-                Ok(TextPart(None))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(TextPart(None))
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Loose::Other)
             }
             fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(TextPart(None))
+                Ok(Loose::Other)
             }
-            scalars!(TextPart(None));
+            scalars!(Loose::Other);
         }
         d.deserialize_any(V)
     }
-}
-
-/// Any JSON value: a string is kept (borrowed when it has no escapes).
-struct Str<'de>(Option<Cow<'de, str>>);
-
-impl<'de> Deserialize<'de> for Str<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Str<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
-                Ok(Str(Some(Cow::Borrowed(s))))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(Str(Some(Cow::Owned(s.to_string()))))
-            }
-            fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
-                Ok(Str(Some(Cow::Owned(s))))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-                drain_seq(seq)?;
-                Ok(Str(None))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                drain_map(map)?;
-                Ok(Str(None))
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(Str(None))
-            }
-            scalars!(Str(None));
-        }
-        d.deserialize_any(V)
-    }
-}
-
-fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
-    while seq.next_element::<IgnoredAny>()?.is_some() {}
-    Ok(())
 }
 
 fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
