@@ -18,15 +18,8 @@ common() {  # $1 listen, $2 admin
 }
 governed() {  # $1 listen, $2 admin, $3 store line, $4 usage log path
   common "$1" "$2"
-  cat <<YAML
-auth: keys
-tenants:
-  t: { limits: { rpm: 1000000000, tpm: 1000000000000 }, budget: { usd: 1000000000, period: monthly } }
-keys:
-  - { id: bench, tenant: t, key: "\${BENCH_KEY}", limits: { rpm: 1000000000, tpm: 1000000000000 } }
-usage_log: { path: $4, fsync: interval }
-$3
-YAML
+  keys_yaml yes
+  printf 'usage_log: { path: %s, fsync: interval }\n%s\n' "$4" "$3"
 }
 { common "$GW" "$ADMIN"; echo "auth: none"; } > "$CFG"
 MCFG="$OUT/memory.yaml"; RCFG="$OUT/redis.yaml"

@@ -12,35 +12,18 @@ cd "$(dirname "$0")/.."
 DUR=${1:-5s}; CONNS=${2:-32}; REPS=${3:-3}; BODY=${4:-perf/scenarios/chat-1k.json}
 . perf/setup.sh
 PARTS="plain filters keys limits usage full"
-model() {  # $1: with filters
-  printf 'models:\n  demo:\n    targets: [ { provider: mock, model: gpt-4o } ]\n'
-  [ "$1" = yes ] && cat <<YAML
-    filters:
-      token_count: { on_disconnect: drain }
-      pii: { action: reversible }
-      guardrails: { prompt_injection: block, max_messages: 500, max_message_chars: 200000 }
-YAML
-  return 0
-}
 part() {  # $1 part, $2 listen, $3 admin
   head_yaml "$2" "$3"
   case $1 in
-    plain) model no; echo "auth: none" ;;
-    filters) model yes; echo "auth: none" ;;
-    keys) model no; printf 'auth: keys\ntenants: { t: {} }\nkeys: [ { id: bench, tenant: t, key: "${BENCH_KEY}" } ]\n' ;;
-    limits | full)
-      if [ "$1" = full ]; then model yes; else model no; fi
-      cat <<YAML
-auth: keys
-tenants:
-  t: { limits: { rpm: 1000000000, tpm: 1000000000000 }, budget: { usd: 1000000000, period: monthly } }
-keys:
-  - { id: bench, tenant: t, key: "\${BENCH_KEY}", limits: { rpm: 1000000000, tpm: 1000000000000 } }
-YAML
-      if [ "$1" = full ]; then echo "usage_log: { path: $OUT/usage-$1.jsonl, fsync: interval }"; fi
-      ;;
-    usage) model no; printf 'auth: keys\ntenants: { t: {} }\nkeys: [ { id: bench, tenant: t, key: "${BENCH_KEY}" } ]\n'
-      echo "usage_log: { path: $OUT/usage-$1.jsonl, fsync: interval }" ;;
+    plain) demo_model_yaml no; echo "auth: none" ;;
+    filters) demo_model_yaml yes; echo "auth: none" ;;
+    keys) demo_model_yaml no; keys_yaml no ;;
+    limits) demo_model_yaml no; keys_yaml yes ;;
+    usage) demo_model_yaml no; keys_yaml no ;;
+    full) demo_model_yaml yes; keys_yaml yes ;;
+  esac
+  case $1 in
+    usage | full) echo "usage_log: { path: $OUT/usage-$1.jsonl, fsync: interval }" ;;
   esac
 }
 PIDS=()

@@ -18,20 +18,32 @@ OUT=$(mktemp -d)
 # A Sluice on ports $1 and $2 with its features on: keys, RPM/TPM limits,
 # a budget, the usage log, token counting, PII redaction and guardrails.
 export BENCH_KEY=sk-bench-0123456789 BENCH_UPSTREAM_KEY=mock-key
-features_yaml() {
-  head_yaml "$1" "$2"; cat <<YAML
-models:
-  demo:
-    targets: [ { provider: mock, model: gpt-4o } ]  # so token_count uses tiktoken
+# The demo model on the mock, with the bench's body filters when $1 = yes.
+demo_model_yaml() {
+  printf 'models:\n  demo:\n    targets: [ { provider: mock, model: gpt-4o } ]  # so token_count uses tiktoken\n'
+  if [ "$1" = yes ]; then cat <<YAML
     filters:
       token_count: { on_disconnect: drain }
       pii: { action: reversible }
       guardrails: { prompt_injection: block, max_messages: 500, max_message_chars: 200000 }
+YAML
+  fi
+}
+# The bench key, with RPM/TPM limits and a budget when $1 = yes.
+keys_yaml() {
+  if [ "$1" = yes ]; then cat <<YAML
 auth: keys
 tenants:
   t: { limits: { rpm: 1000000000, tpm: 1000000000000 }, budget: { usd: 1000000000, period: monthly } }
 keys:
   - { id: bench, tenant: t, key: "\${BENCH_KEY}", limits: { rpm: 1000000000, tpm: 1000000000000 } }
-usage_log: { path: $OUT/usage.jsonl, fsync: interval }
 YAML
+  else printf 'auth: keys\ntenants: { t: {} }\nkeys: [ { id: bench, tenant: t, key: "${BENCH_KEY}" } ]\n'
+  fi
+}
+features_yaml() {
+  head_yaml "$1" "$2"
+  demo_model_yaml yes
+  keys_yaml yes
+  echo "usage_log: { path: $OUT/usage.jsonl, fsync: interval }"
 }
