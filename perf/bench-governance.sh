@@ -29,7 +29,7 @@ taskset -c 1 $BIN/sluice-mock --listen 127.0.0.1:$MOCK --threads 1 >/dev/null & 
 taskset -c 0 $BIN/sluice --config "$CFG" 2>/dev/null & GPID=$!
 taskset -c 0 $BIN/sluice --config "$MCFG" 2>/dev/null & P1=$!
 taskset -c 0 $BIN/sluice --config "$RCFG" 2>/dev/null & P2=$!
-trap 'kill $MPID $GPID $RPID $P1 $P2 2>/dev/null; rm -rf "$CFG" "$OUT"' EXIT
+trap 'kill $MPID $GPID $RPID $P1 $P2 2>/dev/null; rm -rf "$CFG" "$OUT"; restore_machine' EXIT
 sleep 1
 # $1 port, $2 result name, $3 body, then extra sluice-bench arguments.
 run() {

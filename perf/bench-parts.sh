@@ -27,7 +27,7 @@ part() {  # $1 part, $2 listen, $3 admin
   esac
 }
 PIDS=()
-trap 'kill "${PIDS[@]}" 2>/dev/null; rm -rf "$CFG" "$OUT"' EXIT
+trap 'kill "${PIDS[@]}" 2>/dev/null; rm -rf "$CFG" "$OUT"; restore_machine' EXIT
 taskset -c 1 $BIN/sluice-mock --listen 127.0.0.1:$MOCK --threads 1 >/dev/null & PIDS+=($!)
 declare -A PORT
 for p in $PARTS; do
@@ -45,3 +45,4 @@ done
 python3 perf/summary.py "$OUT" "$REPS" plain="passthrough (plain)" filters="filters only" \
   keys="keys only" limits="keys + RPM/TPM limits + budget" usage="keys + usage log" \
   full="features on (all of the above)" --vs plain
+echo "($(machine_line))"

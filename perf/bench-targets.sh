@@ -27,7 +27,7 @@ PY
 done
 taskset -c 1 $BIN/sluice-mock --listen 127.0.0.1:$MOCK --threads 1 >/dev/null & MPID=$!
 taskset -c 0 $BIN/sluice --config "$CFG" 2>/dev/null & GPID=$!
-trap 'kill $MPID $GPID 2>/dev/null; rm -rf "$CFG" "$OUT"' EXIT
+trap 'kill $MPID $GPID 2>/dev/null; rm -rf "$CFG" "$OUT"; restore_machine' EXIT
 sleep 1
 for i in $(seq 1 "$REPS"); do
   for m in t1 t2 t8 t8-lc; do

@@ -13,6 +13,8 @@
 # Every proxy runs one worker pinned to core 0; the mock and the load
 # generator share core 1. Prints markdown tables of medians and ratios.
 # Usage: perf/bench.sh [duration=5s] [connections=32] [reps=3]
+# On a KVM guest, HALT_POLL_NS=200000 turns the guest's idle polling on for
+# the run (see perf/setup.sh); the tables end with the setting they ran at.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-5s}; CONNS=${2:-32}; REPS=${3:-3}
@@ -63,7 +65,7 @@ json.dump(b, open(sys.argv[2], "w"))
 PY
 done
 PIDS=()
-trap 'kill ${PIDS[@]} 2>/dev/null; rm -rf "$CFG" "$OUT"' EXIT
+trap 'kill ${PIDS[@]} 2>/dev/null; rm -rf "$CFG" "$OUT"; restore_machine' EXIT
 taskset -c 1 $BIN/sluice-mock --listen 127.0.0.1:$MOCK --threads 1 >/dev/null & PIDS+=($!)
 taskset -c 0 "$NGINX" -p "$OUT" -c "$OUT/nginx.conf" -e "$OUT/nginx-error.log" & PIDS+=($!)
 taskset -c 0 $BIN/pingora-passthrough --listen 127.0.0.1:$PG --upstream 127.0.0.1:$MOCK 2>/dev/null & PIDS+=($!)
@@ -109,3 +111,4 @@ for i in $(seq 1 "$REPS"); do
   run "half-sluice-$i" "$GW" "$SBODY" -c "$CONNS" --rate "$HALF"
 done
 python3 perf/compare.py "$OUT" "$REPS" "$HALF"
+echo "($(machine_line))"

@@ -47,3 +47,28 @@ features_yaml() {
   keys_yaml yes
   echo "usage_log: { path: $OUT/usage.jsonl, fsync: interval }"
 }
+# Idle polling of a KVM guest (the haltpoll cpuidle driver). With it off, a
+# request's hop to the other core wakes a halted virtual CPU through the
+# host, a cost that grows the more often that core idles, so it weighs on
+# slower configurations more than on faster ones. HALT_POLL_NS=<ns> sets
+# it for the run (200000 is the kernel's default; some images ship 0) and
+# restore_machine, called from each script's exit trap, puts it back.
+HALT_POLL=/sys/module/haltpoll/parameters/guest_halt_poll_ns
+HALT_POLL_WAS=
+restore_machine() {
+  if [ -n "$HALT_POLL_WAS" ]; then echo "$HALT_POLL_WAS" > "$HALT_POLL"; fi
+}
+if [ -n "${HALT_POLL_NS:-}" ]; then
+  if [ -w "$HALT_POLL" ]; then
+    HALT_POLL_WAS=$(cat "$HALT_POLL")
+    echo "$HALT_POLL_NS" > "$HALT_POLL"
+    trap restore_machine EXIT
+  else
+    echo "HALT_POLL_NS: $HALT_POLL is not writable here; left as it is" >&2
+  fi
+fi
+# One line saying how the machine idles, for the tables.
+machine_line() {
+  if [ -r "$HALT_POLL" ]; then echo "guest idle polling (guest_halt_poll_ns): $(cat "$HALT_POLL") ns"
+  else echo "no guest idle-polling setting on this machine"; fi
+}

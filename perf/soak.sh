@@ -14,7 +14,7 @@ features_yaml "$GW" "$ADMIN" > "$CFG"
 taskset -c 1 $BIN/sluice-mock --listen 127.0.0.1:$MOCK --threads 1 >/dev/null & MPID=$!
 taskset -c 0 $BIN/sluice --config "$CFG" 2>/dev/null & GPID=$!
 BPID=
-trap 'kill $MPID $GPID $BPID 2>/dev/null; rm -rf "$CFG" "$OUT"' EXIT
+trap 'kill $MPID $GPID $BPID 2>/dev/null; rm -rf "$CFG" "$OUT"; restore_machine' EXIT
 sleep 1.5
 BENCH=(taskset -c 1 "$BIN/sluice-bench" -q --url "http://127.0.0.1:$GW/v1/chat/completions" --body "$BODY"
   -H "authorization: Bearer $BENCH_KEY")
