@@ -163,23 +163,22 @@ impl Input {
             self.endpoint,
             Endpoint::ChatCompletions | Endpoint::Messages
         );
-        if same && self.looked {
-            // Only texts were read, so this is no stream: no usage to ask for.
-            return Ok(Prepared {
-                body: self.swapped(target),
-                path,
-                plan: Plan::Chat {
+        // The client's bytes go as they are (model swapped): untouched by
+        // filters, or only looked at (texts alone, so no stream whose usage
+        // must be asked for).
+        if same && (self.looked || !(self.filtered && chat)) {
+            let plan = if self.looked {
+                Plan::Chat {
                     upstream,
                     include_usage: false,
-                },
-                dropped: None,
-            });
-        }
-        if same && !(self.filtered && chat) {
+                }
+            } else {
+                Plan::Passthrough
+            };
             return Ok(Prepared {
                 body: self.swapped(target),
                 path,
-                plan: Plan::Passthrough,
+                plan,
                 dropped: None,
             });
         }
