@@ -158,11 +158,10 @@ pub(super) async fn relay(
                 }
                 resp.put(http::header::CONTENT_LENGTH, body.len().into());
                 resp.remove(http::header::TRANSFER_ENCODING);
-                let sent = whole(session, ctx, resp.done(), body).await;
-                if sent.is_ok() {
-                    dispatch::release(gw, up, peer).await;
-                }
-                return sent;
+                // Read whole: the connection is back in the pool before the
+                // answer goes out, ready for the client's next request.
+                dispatch::release(gw, up, peer).await;
+                return whole(session, ctx, resp.done(), body).await;
             }
             Body::Begun(start) => Some(start),
             Body::Stream => None,
