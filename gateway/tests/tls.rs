@@ -262,17 +262,19 @@ async fn upstream_h2_is_negotiated_by_alpn_and_pooled() {
     let pki = Pki::new("h2");
     let (addr, served, conns) = h2_only_upstream(&pki).await;
     let yaml = format!(
-        "providers:\n  h2up:\n    kind: openai_compatible\n    base_url: https://localhost:{}/v1\n    tls: {{ ca_file: \"{}\" }}\nmodels:\n  demo:\n    targets: [ {{ provider: h2up }} ]\n",
+        "providers:\n  h2up:\n    kind: openai_compatible\n    base_url: https://localhost:{}/v1\n    tls: {{ ca_file: \"{}\" }}\nmodels:\n  demo:\n    targets: [ {{ provider: h2up }} ]\n  filtered:\n    targets: [ {{ provider: h2up }} ]\n    filters: {{ pii: {{ action: mask }} }}\n",
         addr.port(),
         pki.path("ca.pem")
     );
     let gw = Gateway::start(&yaml, &[]).await;
-    for _ in 0..3 {
+    // Relayed as it came, and re-rendered after the filters looked at it:
+    // each answer's connection is back in the pool before the answer goes out.
+    for model in ["demo", "demo", "demo", "filtered", "filtered", "filtered"] {
         let r = post(
             gw.addr,
             "/v1/chat/completions",
             &[],
-            &chat_body("demo", "hi", false),
+            &chat_body(model, "hi", false),
         )
         .await;
         assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
@@ -281,6 +283,6 @@ async fn upstream_h2_is_negotiated_by_alpn_and_pooled() {
             "over h2"
         );
     }
-    assert_eq!(served.load(Ordering::SeqCst), 3);
+    assert_eq!(served.load(Ordering::SeqCst), 6);
     assert_eq!(conns.load(Ordering::SeqCst), 1, "h2 connection not reused");
 }

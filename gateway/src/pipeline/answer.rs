@@ -214,7 +214,14 @@ pub(super) async fn relay(
                     t.on_disconnect == sluice_filters::config::OnDisconnect::Drain
                 }),
             };
-        tokio::time::timeout_at(total, relay.run(session, &mut up, ctx, body)).await
+        match tokio::time::timeout_at(total, relay.run(session, &mut up, ctx, body)).await {
+            Ok(Ok(transcode::Rendered::Whole(head, out))) => {
+                // As a passthrough answer read whole: the connection first.
+                dispatch::release(gw, up, peer).await;
+                return whole(session, ctx, head, out).await;
+            }
+            other => other.map(|r| r.map(|_| ())),
+        }
     };
     let result = match relayed {
         Ok(r) => r,

@@ -35,6 +35,14 @@ pub struct Relay<'a> {
     pub drain: bool,
 }
 
+/// What `Relay::run` did with a 2xx answer.
+pub enum Rendered {
+    /// Relayed it as a stream, to its end.
+    Streamed,
+    /// Rendered it whole, not yet written.
+    Whole(Box<ResponseHeader>, Bytes),
+}
+
 /// The request's filters, if any, between stream decoding and encoding.
 struct Hook(Option<ChainRun>);
 
@@ -101,15 +109,16 @@ impl Relay<'_> {
         h
     }
 
-    /// Relays a 2xx response whole or as a stream; the head has been read.
-    /// `body`: the whole upstream body when it was already read.
+    /// Relays a 2xx stream, or renders a whole answer for the caller to
+    /// write once the upstream connection is back in the pool; the head has
+    /// been read. `body`: the whole upstream body when it was already read.
     pub async fn run(
         &self,
         session: &mut Session,
         up: &mut HttpSession,
         ctx: &mut RequestCtx,
         body: Option<Bytes>,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<Rendered, GatewayError> {
         let status = up.response_header().map_or(StatusCode::OK, |h| h.status);
         ctx.status = status.as_u16();
         let is_sse = up.response_header().is_some_and(|h| {
@@ -118,7 +127,10 @@ impl Relay<'_> {
                 .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
         });
         if ctx.stream && is_sse {
-            return self.stream(session, up, ctx).await;
+            return self
+                .stream(session, up, ctx)
+                .await
+                .map(|()| Rendered::Streamed);
         }
         if ctx.stream {
             return Err(GatewayError::UpstreamBroken {
@@ -140,16 +152,7 @@ impl Relay<'_> {
         )?;
         let mut head = self.head(status, "application/json", up, ctx);
         head.put(http::header::CONTENT_LENGTH, out.len().into());
-        super::admit::answering(ctx);
-        session
-            .write_response_header(head.done(), false)
-            .await
-            .map_err(|_| GatewayError::ClientGone)?;
-        write(session, ctx, out).await?;
-        session
-            .write_response_body(None, true)
-            .await
-            .map_err(|_| GatewayError::ClientGone)
+        Ok(Rendered::Whole(head.done(), out))
     }
 
     async fn read_all(
