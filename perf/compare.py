@@ -36,6 +36,33 @@ def first_token(report):
     return report.get("ttft") or report.get("ttfb") or {"p99_us": float("nan")}
 
 
+# A generator whose sends ran later than this at p99 did not keep its
+# schedule: its latencies measure its own stall, not the proxy.
+LAG_LIMIT_US = 1000
+
+
+def lag_p99(report):
+    return (report.get("send_lag") or {}).get("p99_us", float("nan"))
+
+
+def added_ttft(out, reps):
+    """Sluice's added TTFT p99 over direct (µs), the median over the
+    repetitions in which the generator kept its schedule in both runs, and
+    how many repetitions those were. Each repetition runs the two back to
+    back, so a pair shares the machine's state."""
+    added = []
+    for i in range(1, reps + 1):
+        pair = [f"{out}/half-{n}-{i}.json" for n in ("direct", "sluice")]
+        if not all(os.path.exists(p) for p in pair):
+            continue
+        direct, sluice = (json.load(open(p)) for p in pair)
+        if not (direct.get("latency") and sluice.get("latency")):
+            continue
+        if all(lag_p99(r) <= LAG_LIMIT_US for r in (direct, sluice)):
+            added.append(first_token(sluice)["p99_us"] - first_token(direct)["p99_us"])
+    return (statistics.median(added) if added else float("nan")), len(added)
+
+
 def med(runs, f):
     vals = [f(r) for r in runs if r.get("latency")]
     return statistics.median(vals) if vals else float("nan")
@@ -88,8 +115,7 @@ def main(argv):
     # wait for its connection, and that wait is in the intended-time figure.
     sent = {n: med(r, lambda x: (x.get("ttft_sent") or {}).get("p99_us", nan))
             for n, r in half_runs.items()}
-    lag = {n: med(r, lambda x: (x.get("send_lag") or {}).get("p99_us", nan))
-           for n, r in half_runs.items()}
+    lag = {n: med(r, lag_p99) for n, r in half_runs.items()}
     print(f"| streams open-loop at {half:,.0f}/s (half of Sluice's saturation) | TTFT p99 µs | "
           "added over direct | from the actual send, p99 µs | send lag p99 µs |")
     print("|---|---|---|---|---|")
@@ -113,8 +139,14 @@ def main(argv):
     print("|---|---|---|")
     for label, value, goal in checks:
         print(f"| {label} | {value:.2f}× | {'yes' if value >= goal else 'no'} |")
-    added_ttft = (ttft["sluice"] - ttft["direct"]) / 1000
-    print(f"| added TTFT p99 ≤ 0.5 ms at half saturation | {added_ttft:.2f} ms | {'yes' if added_ttft <= 0.5 else 'no'} |")
+    added, kept = added_ttft(out, reps)
+    label = "added TTFT p99 ≤ 0.5 ms at half saturation"
+    if kept == 0:
+        print(f"| {label} | no verdict: in no repetition did the generator keep its schedule "
+              f"(send lag p99 ≤ {LAG_LIMIT_US / 1000:g} ms) | no verdict |")
+    else:
+        kept_note = "" if kept == reps else f", {kept} of {reps} repetitions (in the others the generator fell behind)"
+        print(f"| {label} | {added / 1000:.2f} ms{kept_note} | {'yes' if added <= 500 else 'no'} |")
     added = p99.get("sluice", nan) - p99.get("direct", nan)
     print(f"| added p99 ≤ 200 µs at concurrency 1 | {added:,.0f} µs | {'yes' if added <= 200 else 'no'} |")
     print(f"\n(medians of {reps} runs; Sluice passthrough {plain.get('sluice', nan):,.0f} req/s on one core)")

@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --workspace --all-targets
 cargo test --workspace --no-fail-fast
-SLUICE_BIN="$PWD/target/debug/sluice" .venv/bin/python -m pytest -q tests/sdk
+SLUICE_BIN="$PWD/target/debug/sluice" .venv/bin/python -m pytest -q tests/sdk tests/perf
