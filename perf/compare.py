@@ -46,11 +46,10 @@ def lag_p99(report):
 
 
 def added_ttft(out, reps):
-    """Sluice's added TTFT p99 over direct (µs), the median over the
-    repetitions in which the generator kept its schedule in both runs, and
-    how many repetitions those were. Each repetition runs the two back to
-    back, so a pair shares the machine's state."""
-    added = []
+    """Sluice's added TTFT p99 over direct (µs): the median of Sluice's
+    minus the median of direct's, over the repetitions in which the
+    generator kept its schedule in both runs; and how many those were."""
+    kept = []
     for i in range(1, reps + 1):
         pair = [f"{out}/half-{n}-{i}.json" for n in ("direct", "sluice")]
         if not all(os.path.exists(p) for p in pair):
@@ -59,8 +58,12 @@ def added_ttft(out, reps):
         if not (direct.get("latency") and sluice.get("latency")):
             continue
         if all(lag_p99(r) <= LAG_LIMIT_US for r in (direct, sluice)):
-            added.append(first_token(sluice)["p99_us"] - first_token(direct)["p99_us"])
-    return (statistics.median(added) if added else float("nan")), len(added)
+            kept.append((first_token(direct)["p99_us"], first_token(sluice)["p99_us"]))
+    if not kept:
+        return float("nan"), 0
+    direct = statistics.median(d for d, _ in kept)
+    sluice = statistics.median(s for _, s in kept)
+    return sluice - direct, len(kept)
 
 
 def med(runs, f):
