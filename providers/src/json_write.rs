@@ -42,6 +42,18 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// Appends `items` as a JSON array, each written by `item`.
+pub fn write_array<T>(out: &mut Vec<u8>, items: &[T], mut item: impl FnMut(&mut Vec<u8>, &T)) {
+    out.push(b'[');
+    for (i, x) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        item(out, x);
+    }
+    out.push(b']');
+}
+
 fn escape(out: &mut Vec<u8>, b: u8) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     match b {
@@ -72,6 +84,19 @@ mod tests {
         let mut out = Vec::new();
         write_str(&mut out, s);
         out
+    }
+
+    #[test]
+    fn arrays_are_separated_by_commas() {
+        for n in 0..3 {
+            let mut out = Vec::new();
+            write_array(&mut out, &vec!["a"; n], |o, s| write_str(o, s));
+            let want = serde_json::to_vec(&vec!["a"; n]).unwrap();
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                String::from_utf8(want).unwrap()
+            );
+        }
     }
 
     #[test]

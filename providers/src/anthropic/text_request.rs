@@ -9,7 +9,7 @@ use std::io::Write;
 use super::request::{push_turn, user_first};
 use crate::canonical::*;
 use crate::codec::EncodeOptions;
-use crate::json_write::write_str;
+use crate::json_write::{write_array, write_str};
 
 /// The request body, or `None` when the request holds anything but text
 /// (the general encoder takes those).
@@ -51,25 +51,18 @@ pub fn encode(req: &ChatRequest, opts: &EncodeOptions<'_>) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(size + system.iter().map(String::len).sum::<usize>());
     out.extend_from_slice(b"{\"max_tokens\":");
     number(&mut out, &req.max_tokens.unwrap_or(opts.default_max_tokens));
-    out.extend_from_slice(b",\"messages\":[");
-    for (i, (role, texts)) in turns.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(b"{\"content\":[");
-        for (j, t) in texts.iter().enumerate() {
-            if j > 0 {
-                out.push(b',');
-            }
+    out.extend_from_slice(b",\"messages\":");
+    write_array(&mut out, &turns, |out, (role, texts)| {
+        out.extend_from_slice(b"{\"content\":");
+        write_array(out, texts, |out, t| {
             out.extend_from_slice(b"{\"text\":");
-            write_str(&mut out, t);
+            write_str(out, t);
             out.extend_from_slice(b",\"type\":\"text\"}");
-        }
-        out.extend_from_slice(b"],\"role\":");
-        write_str(&mut out, role);
+        });
+        out.extend_from_slice(b",\"role\":");
+        write_str(out, role);
         out.push(b'}');
-    }
-    out.push(b']');
+    });
     if let Some(u) = &req.user {
         out.extend_from_slice(b",\"metadata\":{\"user_id\":");
         write_str(&mut out, u);
@@ -78,14 +71,8 @@ pub fn encode(req: &ChatRequest, opts: &EncodeOptions<'_>) -> Option<Vec<u8>> {
     out.extend_from_slice(b",\"model\":");
     write_str(&mut out, opts.model);
     if !req.stop.is_empty() {
-        out.extend_from_slice(b",\"stop_sequences\":[");
-        for (i, s) in req.stop.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_str(&mut out, s);
-        }
-        out.push(b']');
+        out.extend_from_slice(b",\"stop_sequences\":");
+        write_array(&mut out, &req.stop, |out, s| write_str(out, s));
     }
     if req.stream {
         out.extend_from_slice(b",\"stream\":true");

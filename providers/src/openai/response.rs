@@ -6,7 +6,7 @@ use crate::canonical::*;
 use crate::codec::ResponseMeta;
 use crate::error::CodecError;
 use crate::json::*;
-use crate::json_write::write_str;
+use crate::json_write::{write_array, write_str};
 
 const NAME: &str = "openai";
 
@@ -206,14 +206,8 @@ pub fn encode(r: &ChatResponse) -> Vec<u8> {
     int(&mut out, r.created);
     out.extend_from_slice(b",\"model\":");
     write_str(&mut out, &r.model);
-    out.extend_from_slice(b",\"choices\":[");
-    for (i, c) in r.choices.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        choice(&mut out, c);
-    }
-    out.push(b']');
+    out.extend_from_slice(b",\"choices\":");
+    write_array(&mut out, &r.choices, choice);
     if let Some(u) = &r.usage {
         out.extend_from_slice(b",\"usage\":{\"prompt_tokens\":");
         int(&mut out, u.prompt_tokens);
@@ -246,11 +240,8 @@ fn choice(out: &mut Vec<u8>, c: &Choice) {
         None => out.extend_from_slice(b"null"),
     }
     if !c.tool_calls.is_empty() {
-        out.extend_from_slice(b",\"tool_calls\":[");
-        for (i, t) in c.tool_calls.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
+        out.extend_from_slice(b",\"tool_calls\":");
+        write_array(out, &c.tool_calls, |out, t| {
             out.extend_from_slice(b"{\"id\":");
             write_str(out, &t.id);
             out.extend_from_slice(b",\"type\":\"function\",\"function\":{\"name\":");
@@ -258,8 +249,7 @@ fn choice(out: &mut Vec<u8>, c: &Choice) {
             out.extend_from_slice(b",\"arguments\":");
             write_str(out, &t.arguments);
             out.extend_from_slice(b"}}");
-        }
-        out.push(b']');
+        });
     }
     out.extend_from_slice(b",\"refusal\":null},\"logprobs\":null,\"finish_reason\":");
     match &c.finish {
