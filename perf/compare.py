@@ -22,13 +22,18 @@ NAMES = {
 }
 
 
-def load(out, reps, key):
-    runs = []
+def load_reps(out, reps, key):
+    """Repetition number -> report, for the repetitions that left one."""
+    runs = {}
     for i in range(1, reps + 1):
         path = f"{out}/{key}-{i}.json"
         if os.path.exists(path):
-            runs.append(json.load(open(path)))
+            runs[i] = json.load(open(path))
     return runs
+
+
+def load(out, reps, key):
+    return list(load_reps(out, reps, key).values())
 
 
 def first_token(report):
@@ -45,25 +50,19 @@ def lag_p99(report):
     return (report.get("send_lag") or {}).get("p99_us", float("nan"))
 
 
-def added_ttft(out, reps):
+def added_ttft(direct, sluice):
     """Sluice's added TTFT p99 over direct (µs): the median of Sluice's
     minus the median of direct's, over the repetitions in which the
-    generator kept its schedule in both runs; and how many those were."""
-    kept = []
-    for i in range(1, reps + 1):
-        pair = [f"{out}/half-{n}-{i}.json" for n in ("direct", "sluice")]
-        if not all(os.path.exists(p) for p in pair):
-            continue
-        direct, sluice = (json.load(open(p)) for p in pair)
-        if not (direct.get("latency") and sluice.get("latency")):
-            continue
-        if all(lag_p99(r) <= LAG_LIMIT_US for r in (direct, sluice)):
-            kept.append((first_token(direct)["p99_us"], first_token(sluice)["p99_us"]))
+    generator kept its schedule in both runs; and how many those were.
+    `direct`, `sluice`: repetition number -> report."""
+    kept = [(direct[i], sluice[i]) for i in direct.keys() & sluice.keys()
+            if direct[i].get("latency") and sluice[i].get("latency")
+            and lag_p99(direct[i]) <= LAG_LIMIT_US and lag_p99(sluice[i]) <= LAG_LIMIT_US]
     if not kept:
         return float("nan"), 0
-    direct = statistics.median(d for d, _ in kept)
-    sluice = statistics.median(s for _, s in kept)
-    return sluice - direct, len(kept)
+    d = statistics.median(first_token(r)["p99_us"] for r, _ in kept)
+    s = statistics.median(first_token(r)["p99_us"] for _, r in kept)
+    return s - d, len(kept)
 
 
 def med(runs, f):
@@ -112,7 +111,8 @@ def main(argv):
         added = f"{p99[n] - p99.get('direct', nan):,.0f}" if n != "direct" else ""
         print(f"| {NAMES[n]} | {p50[n]:,.0f} | {p99[n]:,.0f} | {added} |")
     print()
-    half_runs = {n: load(out, reps, f"half-{n}") for n in ("direct", "nginx", "pingora", "sluice")}
+    half_reps = {n: load_reps(out, reps, f"half-{n}") for n in ("direct", "nginx", "pingora", "sluice")}
+    half_runs = {n: list(r.values()) for n, r in half_reps.items()}
     ttft = {n: med(r, lambda x: first_token(x)["p99_us"]) for n, r in half_runs.items()}
     # From each request's actual send as well: in open loop a request can
     # wait for its connection, and that wait is in the intended-time figure.
@@ -142,7 +142,7 @@ def main(argv):
     print("|---|---|---|")
     for label, value, goal in checks:
         print(f"| {label} | {value:.2f}× | {'yes' if value >= goal else 'no'} |")
-    added, kept = added_ttft(out, reps)
+    added, kept = added_ttft(half_reps["direct"], half_reps["sluice"])
     label = "added TTFT p99 ≤ 0.5 ms at half saturation"
     if kept == 0:
         print(f"| {label} | no verdict: in no repetition did the generator keep its schedule "
