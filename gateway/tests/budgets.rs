@@ -54,10 +54,14 @@ fn body(stream: bool) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The complete lines of the log: a batch being appended may be read
+/// half-written, and its last line is then left for the next read.
 fn records(log: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete
         .lines()
+        .filter(|l| !l.is_empty())
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
