@@ -125,7 +125,10 @@ impl Rules {
             // The lower-cased copy, reused: no allocation per text.
             static LOWER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        if memchr::memmem::find(text.as_bytes(), b"DAN").is_some() {
+        // Built once: `memmem::find` builds its searcher on every call.
+        static DAN: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+            std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"DAN"));
+        if DAN.find(text.as_bytes()).is_some() {
             return true;
         }
         LOWER.with(|cell| match cell.try_borrow_mut() {

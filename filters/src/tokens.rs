@@ -15,9 +15,18 @@ use crate::{Filter, FilterCx, FilterFactory, Reject};
 
 /// The encoding OpenAI uses for a model family; `None` for other families.
 pub fn encoding_for(model: &str) -> Option<&'static CoreBPE> {
-    let m = model.rsplit('/').next().unwrap_or(model);
-    // Case-insensitive prefixes, without a lower-cased copy per request.
-    let starts = |p: &&str| m.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p));
+    // A plain loop: `rsplit` sets up a SIMD search, costly on names this short.
+    let m = match model.bytes().rposition(|b| b == b'/') {
+        Some(i) => &model[i + 1..],
+        None => model,
+    };
+    // Case-insensitive prefixes: the name's start lower-cased once, on the
+    // stack (a comparison per prefix ignoring case cost ten times as much).
+    let mut head = [0u8; 24];
+    let n = m.len().min(head.len());
+    head[..n].copy_from_slice(&m.as_bytes()[..n]);
+    head.make_ascii_lowercase();
+    let starts = |p: &&str| head[..n].starts_with(p.as_bytes());
     const O200K: &[&str] = &[
         "gpt-4o",
         "chatgpt-4o",
@@ -264,6 +273,30 @@ mod tests {
         let mut r = ChatRequest::new(Format::OpenAi, "m");
         r.messages.push(Message::text(Role::User, "hello world"));
         assert_eq!(Counter::new("gpt-4o", 4.0).prompt(&r), 3 + 3 + 2);
+    }
+
+    #[test]
+    fn families_are_told_by_prefix_in_any_case() {
+        let o200k = Some(tiktoken_rs::o200k_base_singleton());
+        let cl100k = Some(tiktoken_rs::cl100k_base_singleton());
+        let is = |model: &str, want: Option<&'static CoreBPE>| {
+            let got = encoding_for(model);
+            assert!(
+                got.map(std::ptr::from_ref) == want.map(std::ptr::from_ref),
+                "{model}"
+            );
+        };
+        is("gpt-4o", o200k);
+        is("GPT-4O-mini", o200k);
+        is("azure/O3-pro", o200k);
+        is("gpt-4-turbo", cl100k);
+        is("Text-Embedding-ADA-002", cl100k);
+        is("gpt-3", None);
+        is("claude-sonnet", None);
+        is("", None);
+        is("x/", None);
+        // A name longer than the lower-cased start still matches by it.
+        is(&format!("gpt-5{}", "x".repeat(100)), o200k);
     }
 
     #[test]

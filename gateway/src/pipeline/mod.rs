@@ -287,8 +287,11 @@ fn translated(snapshot: &Snapshot, endpoint: Endpoint, body: &[u8]) -> bool {
 /// filters decode streams (the encoder may have to ask for usage), so they
 /// skip the probe. A wrong guess costs a pass, never a different answer.
 fn streams(body: &[u8]) -> bool {
-    // Most requests that do not stream never name the key: one SIMD search.
-    memchr::memmem::find(body, b"\"stream\"").is_some()
+    // Most requests that do not stream never name the key: one SIMD search,
+    // with a searcher built once (`memmem::find` builds one per call).
+    static KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"stream\""));
+    KEY.find(body).is_some()
         && sluice_providers::json_scan::top_level_value(body, "stream")
             .is_some_and(|at| body[at..].starts_with(b"true"))
 }
