@@ -6,6 +6,7 @@ pub mod config;
 pub mod conn;
 pub mod errors;
 pub mod govern;
+pub mod lookup;
 pub mod metrics;
 pub mod mock_service;
 pub mod peer;

@@ -1,7 +1,7 @@
 //! The compiled, immutable runtime view of the config. A request takes one
 //! `Arc<Snapshot>` at its start, so a reload never mixes old and new.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -18,7 +18,7 @@ pub struct Snapshot {
     pub max_request_body: usize,
     pub max_stream_event: usize,
     pub access_log: bool,
-    pub models: HashMap<String, Arc<Model>>,
+    pub models: crate::lookup::Lookup<String, Arc<Model>>,
     /// Content rules evaluated before the requested model's pool.
     pub routes: Routes,
     /// Every chat request is decoded whole (content rules read it): the

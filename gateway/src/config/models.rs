@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use super::compile::Problems;
 use super::schema::{Balance, BreakerSection, ModelSection, ProviderKind, RawConfig};
+use crate::lookup::Lookup;
 use crate::metrics::Metrics;
 use crate::routing::balance::{Balancer, Policy};
 use crate::routing::health::{BreakerConfig, Health};
@@ -22,9 +23,9 @@ pub(super) fn compile_models(
     metrics: &Metrics,
     count_tokens: bool,
     p: &mut Problems<'_>,
-) -> (HashMap<String, Arc<Model>>, BTreeMap<String, String>) {
+) -> (Lookup<String, Arc<Model>>, BTreeMap<String, String>) {
     let known_providers = raw.providers.keys().cloned().collect::<Vec<_>>().join(", ");
-    let mut models = HashMap::new();
+    let mut models = Lookup::default();
     let mut unavailable = BTreeMap::new();
     for (name, section) in &raw.models {
         let path = format!("models.{name}");

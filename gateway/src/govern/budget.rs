@@ -1,7 +1,7 @@
 //! Prices, costs and budgets. Money is counted in nano-USD integers so sums
 //! are exact and order-independent.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use crate::config::schema::{BudgetSection, Period, PriceSection};
@@ -38,7 +38,7 @@ impl Price {
 
 /// The price table: the shipped defaults under the config's own entries.
 pub struct Prices {
-    by_model: HashMap<String, Price>,
+    by_model: crate::lookup::Lookup<String, Price>,
 }
 
 pub const DEFAULT_PRICES: &str = include_str!("../../../conf/prices.yaml");

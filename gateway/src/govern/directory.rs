@@ -3,7 +3,7 @@
 //! `ArcSwap`. Limiter and spend state lives apart, by id, so it survives a
 //! rebuild.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -129,7 +129,7 @@ fn globs(list: &Option<Vec<String>>) -> Result<Option<Vec<Glob>>, String> {
 
 #[derive(Default)]
 pub struct Table {
-    pub by_hash: HashMap<[u8; 32], Arc<Key>>,
+    pub by_hash: crate::lookup::Lookup<[u8; 32], Arc<Key>>,
     pub keys: BTreeMap<String, Arc<Key>>,
     pub tenants: BTreeMap<String, Arc<Tenant>>,
 }

@@ -95,7 +95,7 @@ pub struct Governance {
     pub jwt: Option<jwt::Jwt>,
     pub dir: Directory,
     pub(crate) global: (Limits, Arc<ScopeState>),
-    pub(crate) models: HashMap<String, (Limits, Arc<ScopeState>)>,
+    pub(crate) models: crate::lookup::Lookup<String, (Limits, Arc<ScopeState>)>,
     pub default_max_tokens: u64,
     pub(crate) prices: Prices,
     pub usage: std::sync::OnceLock<Arc<UsageLog>>,

@@ -200,6 +200,29 @@ fn reset_value(d: std::time::Duration) -> http::HeaderValue {
     }
 }
 
+/// A limit's header value. Limits come from the config, so a few values
+/// recur on every request: they are made once per thread and shared.
+fn limit_value(n: u64) -> http::HeaderValue {
+    type Recent = (usize, [Option<(u64, http::HeaderValue)>; 4]);
+    thread_local! {
+        static RECENT: std::cell::RefCell<Recent> =
+            const { std::cell::RefCell::new((0, [None, None, None, None])) };
+    }
+    RECENT.with(|cell| {
+        let Ok(mut recent) = cell.try_borrow_mut() else {
+            return http::HeaderValue::from(n);
+        };
+        if let Some((_, v)) = recent.1.iter().flatten().find(|(k, _)| *k == n) {
+            return v.clone();
+        }
+        let v = http::HeaderValue::from(n);
+        let next = recent.0;
+        recent.1[next] = Some((n, v.clone()));
+        recent.0 = (next + 1) % 4;
+        v
+    })
+}
+
 /// `x-sluice-request-id` and OpenAI's `x-ratelimit-*` headers.
 pub fn headers(resp: &mut impl Headers, ctx: &RequestCtx) {
     use http::HeaderName as N;
@@ -223,7 +246,7 @@ pub fn headers(resp: &mut impl Headers, ctx: &RequestCtx) {
     let Some(t) = &ctx.ticket else { return };
     for ([limit, remaining, reset], view) in NAMES.into_iter().zip([t.requests, t.tokens]) {
         let Some(v) = view else { continue };
-        resp.put(limit, http::HeaderValue::from(v.limit));
+        resp.put(limit, limit_value(v.limit));
         resp.put(remaining, http::HeaderValue::from(v.remaining));
         resp.put(reset, reset_value(v.reset));
     }
@@ -245,6 +268,13 @@ mod tests {
         assert!(a[20..]
             .chars()
             .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    }
+
+    #[test]
+    fn limit_values_are_the_numbers_whether_made_or_reused() {
+        for n in [0, 4, 8, 1_000, 4, 0, u64::MAX, 60, 1_000] {
+            assert_eq!(super::limit_value(n), n.to_string().as_str());
+        }
     }
 
     #[test]
