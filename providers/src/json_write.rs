@@ -5,10 +5,12 @@
 
 const CHUNK: usize = 16;
 
+#[inline(always)]
 fn special(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
+#[inline(always)]
 fn clean(chunk: &[u8]) -> bool {
     // No early exit: the fold vectorizes.
     !chunk.iter().fold(false, |hit, &b| hit | special(b))
@@ -16,9 +18,24 @@ fn clean(chunk: &[u8]) -> bool {
 
 /// Appends `s` as a JSON string.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
+    out.reserve(s.len() + 2);
     out.push(b'"');
+    write_escaped(out, s);
+    out.push(b'"');
+}
+
+/// Appends the inside of a JSON string holding `s` (no quotes).
+pub fn write_escaped(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    if bytes.len() <= CHUNK {
+        // Names and ids: padded with clean bytes, one vector test.
+        let mut padded = [b' '; CHUNK];
+        padded[..bytes.len()].copy_from_slice(bytes);
+        if clean(&padded) {
+            out.extend_from_slice(bytes);
+            return;
+        }
+    }
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
@@ -39,7 +56,6 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
         i = end;
     }
     out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
 }
 
 /// Appends `items` as a JSON array, each written by `item`.

@@ -10,7 +10,7 @@ pub mod format;
 pub mod gemini;
 mod json;
 pub mod json_scan;
-mod json_write;
+pub mod json_write;
 pub mod look;
 pub mod openai;
 pub mod sse;

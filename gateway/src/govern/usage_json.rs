@@ -6,68 +6,15 @@
 //! microsecond): shortest-round-trip float printing cost 1k instructions
 //! each. A property test reads the line back as the record it was.
 
+use sluice_providers::json_write;
+
 use super::usage::Entry;
 #[cfg(test)]
 use super::usage::UsageRecord;
 
-/// Bytes a JSON string cannot hold as they are.
-const ESCAPED: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 0x20 {
-        t[b] = true;
-        b += 1;
-    }
-    t[b'"' as usize] = true;
-    t[b'\\' as usize] = true;
-    t
-};
-
-fn string(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    escaped(out, s);
-    out.push(b'"');
-}
-
-/// The inside of a JSON string holding `s`.
-fn escaped(out: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
-    // Ids and names almost never need escaping: one table lookup a byte.
-    if !bytes.iter().any(|&b| ESCAPED[b as usize]) {
-        out.extend_from_slice(bytes);
-        return;
-    }
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..=0x1f => {
-                out.extend_from_slice(&bytes[start..i]);
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[(b >> 4) as usize]);
-                out.push(HEX[(b & 0xf) as usize]);
-                start = i + 1;
-                continue;
-            }
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(esc);
-        start = i + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
-}
-
 fn opt_string(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
-        Some(s) => string(out, s),
+        Some(s) => json_write::write_str(out, s),
         None => out.extend_from_slice(b"null"),
     }
 }
@@ -132,14 +79,14 @@ pub fn write(out: &mut Vec<u8>, r: &Entry) {
     out.extend_from_slice(b"{\"ts_ms\":");
     int(out, r.ts_ms);
     out.extend_from_slice(b",\"request_id\":");
-    string(out, r.request_id);
+    json_write::write_str(out, r.request_id);
     out.extend_from_slice(b",\"tenant\":");
     opt_string(out, r.tenant);
     out.extend_from_slice(b",\"key_id\":");
     match r.key_id {
         Some(id) if r.jwt => {
             out.extend_from_slice(b"\"jwt:");
-            escaped(out, id);
+            json_write::write_escaped(out, id);
             out.push(b'"');
         }
         id => opt_string(out, id),
