@@ -192,9 +192,10 @@ pub async fn run(
         let total = tokio::time::Instant::from_std(ctx.start + target.timeouts.total);
         // A later attempt may start with little of the request's time left;
         // running out of it then is not the target's fault.
-        let short_budget = total.saturating_duration_since(tokio::time::Instant::now())
+        let sent_at = Instant::now();
+        let short_budget = total.saturating_duration_since(tokio::time::Instant::from_std(sent_at))
             < target.timeouts.first_byte;
-        ctx.upstream_sent_at = Some(Instant::now());
+        ctx.upstream_sent_at = Some(sent_at);
         let opened = match provider.peer().await {
             Err(e) => Err(e),
             Ok(mut peer) => {
