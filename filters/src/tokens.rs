@@ -13,6 +13,22 @@ use tiktoken_rs::CoreBPE;
 use crate::config::TokenCountConfig;
 use crate::{Filter, FilterCx, FilterFactory, Reject};
 
+/// Model-name prefixes of each family, lower-case, at most `HEAD` bytes.
+const O200K: &[&str] = &[
+    "gpt-4o",
+    "chatgpt-4o",
+    "gpt-4.1",
+    "gpt-4.5",
+    "gpt-5",
+    "gpt-oss",
+    "o1",
+    "o3",
+    "o4",
+];
+const CL100K: &[&str] = &["gpt-4", "gpt-3.5", "text-embedding-3", "text-embedding-ada"];
+/// How much of a name is lower-cased to be matched against the prefixes.
+const HEAD: usize = 24;
+
 /// The encoding OpenAI uses for a model family; `None` for other families.
 pub fn encoding_for(model: &str) -> Option<&'static CoreBPE> {
     // A plain loop: `rsplit` sets up a SIMD search, costly on names this short.
@@ -22,23 +38,11 @@ pub fn encoding_for(model: &str) -> Option<&'static CoreBPE> {
     };
     // Case-insensitive prefixes: the name's start lower-cased once, on the
     // stack (a comparison per prefix ignoring case cost ten times as much).
-    let mut head = [0u8; 24];
+    let mut head = [0u8; HEAD];
     let n = m.len().min(head.len());
     head[..n].copy_from_slice(&m.as_bytes()[..n]);
     head.make_ascii_lowercase();
     let starts = |p: &&str| head[..n].starts_with(p.as_bytes());
-    const O200K: &[&str] = &[
-        "gpt-4o",
-        "chatgpt-4o",
-        "gpt-4.1",
-        "gpt-4.5",
-        "gpt-5",
-        "gpt-oss",
-        "o1",
-        "o3",
-        "o4",
-    ];
-    const CL100K: &[&str] = &["gpt-4", "gpt-3.5", "text-embedding-3", "text-embedding-ada"];
     if O200K.iter().any(starts) {
         Some(tiktoken_rs::o200k_base_singleton())
     } else if CL100K.iter().any(starts) {
@@ -273,6 +277,14 @@ mod tests {
         let mut r = ChatRequest::new(Format::OpenAi, "m");
         r.messages.push(Message::text(Role::User, "hello world"));
         assert_eq!(Counter::new("gpt-4o", 4.0).prompt(&r), 3 + 3 + 2);
+    }
+
+    #[test]
+    fn prefixes_are_lower_case_and_fit_the_matched_start() {
+        for p in O200K.iter().chain(CL100K) {
+            assert!(p.len() <= HEAD, "{p}");
+            assert_eq!(*p, p.to_ascii_lowercase(), "{p}");
+        }
     }
 
     #[test]
